@@ -1,0 +1,1 @@
+"""Baseline constraint and structure generators of CrystalGF."""

@@ -1,0 +1,167 @@
+"""G ``prior``: ranked constraints from space-group statistics of known crystals.
+
+For a formula, candidate space groups are ranked by their frequency among training crystals of
+the same stoichiometry pattern (e.g. ABC3), backed off to crystals with the same number of
+elements and to all crystals; within a group, the number of formula units and the Wyckoff
+sites are chosen by how often they occur in that group. Element sets first get candidate
+ratios: known compounds of those elements, then frequent patterns that are charge balanced.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from functools import cached_property, lru_cache
+from itertools import permutations
+from pathlib import Path
+
+from pymatgen.core import Composition
+
+from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
+from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
+from crystalgf.interfaces import ConstraintGenerator
+from crystalgf.schema import Constraint, GenerationRequest
+from crystalgf.symmetry import iter_wyckoff_assignments, space_group_symbol
+
+from crystalgf_baselines.prior_table import PriorTable
+
+PACKAGED_TABLE = Path(__file__).parent / "data" / "prior.json"
+TABLE_ENVIRONMENT_VARIABLE = "CRYSTALGF_PRIOR_TABLE"
+_SMOOTHING = 5.0
+
+
+class PriorGenerator(ConstraintGenerator):
+    """Data-driven prior over space groups and Wyckoff sites (deterministic; the seed is unused)."""
+
+    name = "prior"
+    description = "space-group frequency by stoichiometry pattern, then a frequent valid Wyckoff assignment"
+
+    def __init__(self, table: str | None = None, groups_per_request: int = 6, assignments_per_group: int = 40,
+                 compositions_per_request: int = 3):
+        candidates = [Path(p) for p in (table, os.environ.get(TABLE_ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_TABLE]
+        self.table_path = candidates[0]
+        if not self.table_path.is_file():
+            raise MissingWeightsError(
+                "G prior", [self.table_path],
+                f"pass --g-option table=PATH or set {TABLE_ENVIRONMENT_VARIABLE}; re-create the table with "
+                "python crystalgf-baselines/scripts/fit_prior.py --data constraints.csv",
+            )
+        self.prior = PriorTable.load(self.table_path)
+        self.groups_per_request = groups_per_request
+        self.assignments_per_group = assignments_per_group
+        self.compositions_per_request = compositions_per_request
+
+    def weights_files(self) -> list[Path]:
+        return [self.table_path]
+
+    def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
+        return [self._rank(request, top_k) for request in requests]
+
+    def _rank(self, request: GenerationRequest, top_k: int) -> list[Constraint]:
+        if request.formula is not None:
+            ratios = [(reduce_counts(request.counts)[0], 0.0)]
+        else:
+            ratios = self._ratios(request.elements or (), request.max_atoms)
+        scored: list[tuple[float, Constraint]] = []
+        for ratio, ratio_score in ratios:
+            for score, constraint in self._rank_formula(ratio, request, top_k):
+                scored.append((score + ratio_score, constraint))
+        if not scored:
+            where = f" in space group {request.space_group} ({space_group_symbol(request.space_group)})" \
+                if request.space_group else ""
+            raise NoWyckoffAssignmentError(
+                f"{request.composition_text} has no Wyckoff assignment{where} with at most {request.max_atoms} atoms per cell"
+            )
+        scored.sort(key=lambda item: -item[0])
+        unique: dict[tuple, Constraint] = {}
+        for score, constraint in scored:
+            key = (constraint.cell_formula, constraint.space_group, tuple(sorted(constraint.wyckoff_sites)))
+            unique.setdefault(key, constraint.model_copy(update={"score": round(score, 4)}))
+        return list(unique.values())[:top_k]
+
+    def _rank_formula(self, ratio: dict[str, int], request: GenerationRequest, top_k: int) -> list[tuple[float, Constraint]]:
+        atoms = sum(ratio.values())
+        formula_units = range(1, request.max_atoms // atoms + 1)
+        groups = [request.space_group] if request.space_group else self._ranked_groups(stoichiometry_pattern(ratio), len(ratio))
+        found: list[tuple[float, Constraint]] = []
+        feasible_groups = 0
+        for group in groups:
+            in_group: list[tuple[float, Constraint]] = []
+            for z in formula_units:
+                counts = {element: n * z for element, n in ratio.items()}
+                preference = self.prior.letter_preference(group)
+                for sites in iter_wyckoff_assignments(counts, group, preference=preference,
+                                                      limit=self.assignments_per_group):
+                    score = (self._log_p_group(stoichiometry_pattern(ratio), len(ratio), group)
+                             + self._log_p_formula_units(group, z)
+                             + sum(self._log_p_letter(group, site.letter) for site in sites))
+                    in_group.append((score, Constraint(formula=format_formula(counts), space_group=group,
+                                                       wyckoff=sites, properties=request.properties,
+                                                       generator=self.name)))
+            if in_group:
+                in_group.sort(key=lambda item: -item[0])
+                found.extend(in_group[:top_k])
+                feasible_groups += 1
+                if feasible_groups >= max(self.groups_per_request, top_k):
+                    break
+        return found
+
+    def _ranked_groups(self, pattern: str, element_count: int) -> list[int]:
+        return sorted(range(1, 231), key=lambda g: (-self._log_p_group(pattern, element_count, g), g))
+
+    @lru_cache(maxsize=None)
+    def _log_p_group(self, pattern: str, element_count: int, group: int) -> float:
+        prior = self.prior
+        total = sum(prior.space_groups.values())
+        p_all = (prior.space_groups[group] + 1.0) / (total + 230.0)
+        by_count = prior.space_groups_by_element_count.get(element_count, {})
+        p_count = (by_count.get(group, 0) + _SMOOTHING * p_all) / (sum(by_count.values()) + _SMOOTHING)
+        by_pattern = prior.space_groups_by_pattern.get(pattern, {})
+        return math.log((by_pattern.get(group, 0) + _SMOOTHING * p_count) / (sum(by_pattern.values()) + _SMOOTHING))
+
+    @lru_cache(maxsize=None)
+    def _log_p_formula_units(self, group: int, z: int) -> float:
+        observed = self.prior.formula_units_by_space_group.get(group, {})
+        return math.log((observed.get(z, 0) + 1.0 / z) / (sum(observed.values()) + 1.0))
+
+    @lru_cache(maxsize=None)
+    def _log_p_letter(self, group: int, letter: str) -> float:
+        observed = self.prior.letters_by_space_group.get(group, {})
+        return math.log((observed.get(letter, 0) + 0.5) / (sum(observed.values()) + 13.0))
+
+    @cached_property
+    def _pattern_totals(self) -> dict[int, int]:
+        return {n: sum(c.values()) for n, c in self.prior.patterns_by_element_count.items()}
+
+    def _ratios(self, elements: Sequence[str], max_atoms: int) -> list[tuple[dict[str, int], float]]:
+        """Candidate reduced ratios for an element set with log-scores, best first."""
+        known = self.prior.formulas_by_elements.get("-".join(sorted(elements)), {})
+        scored: dict[str, float] = {}
+        known_total = sum(known.values())
+        for formula, count in known.items():
+            scored[formula] = math.log(0.9 * count / known_total)
+        patterns = self.prior.patterns_by_element_count.get(len(elements), {})
+        total = self._pattern_totals.get(len(elements), 0)
+        for pattern, count in sorted(patterns.items(), key=lambda item: -item[1])[:12]:
+            amounts = [int(a) for a in pattern.split("-")]
+            if sum(amounts) > max_atoms:
+                continue
+            for order in set(permutations(amounts)):
+                ratio = dict(zip(elements, order))
+                formula = Composition(ratio).formula.replace(" ", "")
+                if formula in scored:
+                    continue
+                balance = 0.0 if _charge_balanced(formula) else math.log(0.05)
+                scored[formula] = math.log((0.1 if known else 1.0) * count / total) + balance
+        best = sorted(scored.items(), key=lambda item: -item[1])[: self.compositions_per_request]
+        return [(parse_formula(formula), score) for formula, score in best]
+
+
+@lru_cache(maxsize=4096)
+def _charge_balanced(formula: str) -> bool:
+    """Whether pymatgen finds common oxidation states that sum to zero (always true for intermetallics)."""
+    composition = Composition(formula)
+    if all(element.is_metal for element in composition.elements):
+        return True
+    return bool(composition.oxi_state_guesses(max_sites=-1))

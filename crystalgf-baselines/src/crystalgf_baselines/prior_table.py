@@ -1,0 +1,96 @@
+"""The statistics behind G ``prior``, fitted on the training side of the method's constraint data."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pymatgen.core import Composition
+
+from crystalgf.datasets import ConstraintTable, holdout_split
+from crystalgf.manifest import sha256_file
+
+from crystalgf.formula import reduce_counts, stoichiometry_pattern
+from crystalgf.schema import Constraint
+
+
+@dataclass
+class PriorTable:
+    """Counts of space groups, formula units and Wyckoff letters, by stoichiometry pattern and group."""
+
+    space_groups_by_pattern: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    space_groups_by_element_count: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    space_groups: Counter = field(default_factory=Counter)
+    formula_units_by_space_group: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    letters_by_space_group: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    patterns_by_element_count: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    formulas_by_elements: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, constraints: Iterable[Constraint], source: dict[str, Any] | None = None) -> PriorTable:
+        """Count over the given constraints."""
+        table = cls(source=dict(source or {}))
+        for constraint in constraints:
+            counts = constraint.counts
+            reduced, formula_units = reduce_counts(counts)
+            pattern = stoichiometry_pattern(counts)
+            group = constraint.space_group
+            table.space_groups_by_pattern[pattern][group] += 1
+            table.space_groups_by_element_count[len(counts)][group] += 1
+            table.space_groups[group] += 1
+            table.formula_units_by_space_group[group][formula_units] += 1
+            table.letters_by_space_group[group].update(site.letter for site in constraint.wyckoff_sites)
+            table.patterns_by_element_count[len(counts)][pattern] += 1
+            table.formulas_by_elements["-".join(sorted(counts))][Composition(reduced).formula.replace(" ", "")] += 1
+        return table
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(mapping: dict) -> dict:
+            return {str(k): plain(v) if isinstance(v, dict) else v for k, v in sorted(mapping.items(), key=lambda kv: str(kv[0]))}
+
+        return {name: plain(getattr(self, name)) if name != "source" else self.source for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PriorTable:
+        table = cls(source=data.get("source", {}))
+        for name in cls.__dataclass_fields__:
+            if name == "source":
+                continue
+            value = data[name]
+            if name == "space_groups":
+                table.space_groups = Counter({int(k): v for k, v in value.items()})
+                continue
+            target = getattr(table, name)
+            int_key = name in {"space_groups_by_element_count", "formula_units_by_space_group",
+                               "letters_by_space_group", "patterns_by_element_count"}
+            int_inner = name in {"space_groups_by_pattern", "space_groups_by_element_count",
+                                 "formula_units_by_space_group"}
+            for key, inner in value.items():
+                target[int(key) if int_key else key] = Counter({int(k) if int_inner else k: v for k, v in inner.items()})
+        return table
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1, sort_keys=False) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> PriorTable:
+        return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def letter_preference(self, space_group: int) -> dict[str, float]:
+        """Observed letter counts of a group (for ordering the Wyckoff search)."""
+        return dict(self.letters_by_space_group.get(space_group, {}))
+
+
+def fit_prior(data: Path) -> PriorTable:
+    """Read ``constraints.csv`` and count over its training rows."""
+    read = ConstraintTable().read(data)
+    train = [e.constraint for e in read.entries
+             if e.constraint is not None and holdout_split(Composition(e.constraint.counts).reduced_formula) == "train"]
+    source = {"file": data.name, "sha256": sha256_file(data), "rows": len(read.entries) + len(read.skipped),
+              "skipped_rows": len(read.skipped), "train_rows": len(train), "split": "holdout_split(reduced_formula) == 'train'"}
+    return PriorTable.fit(train, source)

@@ -1,0 +1,266 @@
+"""The ``crystalgf`` command line: a thin layer over :mod:`crystalgf.pipeline`.
+
+Bad input ends with ``error: <one line>`` on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from crystalgf.config import DEFAULT_G, DEFAULT_H, RunConfig, load_run_config, parse_options
+from crystalgf.errors import CrystalGFError, InvalidInputError
+from crystalgf.inputs import read_constraints, read_requests
+from crystalgf.manifest import new_manifest, now, write_json
+from crystalgf.output import FORMATS, RunOutput, check_output_directory
+from crystalgf.pipeline import GenerationSummary, StructureJob, build_structures, jobs_for_constraints, propose_constraints
+from crystalgf.plugins import KINDS, PluginRegistry, RegisteredPlugin
+from crystalgf.schema import Constraint, PluginVersion
+from crystalgf.symmetry.wyckoff import space_group_symbol
+
+_WIDTH = None if sys.stdout.isatty() else 160
+stdout = Console(width=_WIDTH)
+stderr = Console(stderr=True, width=_WIDTH)
+
+
+class _Cli(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CrystalGFError as error:
+            click.echo(f"error: {error}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Cli)
+@click.version_option(package_name="crystalgf-core")
+def main() -> None:
+    """CrystalGF: generate crystals under strict constraints, M = H(G(C, P), P)."""
+
+
+def _registry() -> PluginRegistry:
+    registry = PluginRegistry.discover()
+    for broken in registry.broken:
+        stderr.print(f"warning: plugin {broken.source!r} ({broken.package}) failed to load: {broken.error}",
+                     highlight=False)
+    return registry
+
+
+def _version(plugin: RegisteredPlugin) -> PluginVersion:
+    return PluginVersion(name=plugin.name, package=plugin.package, version=plugin.version)
+
+
+@main.command()
+def plugins() -> None:
+    """List every registered G, H, relaxer, predictor, evaluator and dataset, with its package."""
+    registry = _registry()
+    table = Table(title="CrystalGF plugins")
+    for column in ("kind", "name", "package", "description"):
+        table.add_column(column)
+    for plugin in registry.all():
+        table.add_row(plugin.kind.key, plugin.name, f"{plugin.package} {plugin.version}", plugin.cls.description)
+    stdout.print(table)
+    empty = [kind.title for kind in KINDS if not registry.names(kind.key)]
+    if empty:
+        stdout.print(f"none installed: {', '.join(empty)}")
+
+
+option_g = click.option("--g", "g", help=f"Constraint generator (G) [default: {DEFAULT_G}].")
+option_h = click.option("--h", "h", help=f"Structure generator (H) [default: {DEFAULT_H}].")
+option_g_opts = click.option("--g-option", "g_options", multiple=True, metavar="KEY=VALUE", help="Option for G.")
+option_h_opts = click.option("--h-option", "h_options", multiple=True, metavar="KEY=VALUE", help="Option for H.")
+option_relax = click.option("--relax", help="Relax each structure with this relaxer, keeping its symmetry (e.g. chgnet).")
+option_format = click.option("--format", "structure_format", type=click.Choice(FORMATS),
+                             help="Structure files: one CIF each, or one extxyz file [default: cif].")
+option_seed = click.option("--seed", type=int, help="Random seed [default: 0].")
+option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML run config; flags override it.")
+@option_g
+@option_h
+@click.option("--formula", help="Composition ratio, e.g. SrTiO3 (G chooses formula units per cell).")
+@click.option("--elements", help="Element set, e.g. Sr-Ti-O (G chooses the ratio).")
+@click.option("--band-gap", help="Target band gap in eV: a value (1.5) or an interval (1.5:2.0).")
+@click.option("--formation-energy", help="Target formation energy in eV/atom: a value or an interval.")
+@click.option("--space-group", type=int, help="Fix the space group (1-230); G chooses only the Wyckoff sites.")
+@click.option("--max-atoms", type=int, help="Most atoms per conventional cell [default: 20].")
+@click.option("-n", "n", type=int, help="Number of structures [default: 1].")
+@click.option("--top-k", type=int, help="Ranked constraints to use, structures spread over them [default: 1].")
+@option_seed
+@option_relax
+@option_format
+@option_g_opts
+@option_h_opts
+@click.option("--batch-size", type=int, help="Structures per H call [default: 16].")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output directory.")
+@option_overwrite
+def run(config_path: Path | None, overwrite: bool, **flags: Any) -> None:
+    """Run G then H: from a formula or element set and targets to structures."""
+    flags["format"] = flags.pop("structure_format")
+    flags["g_options"] = parse_options(flags["g_options"])
+    flags["h_options"] = parse_options(flags["h_options"])
+    config = load_run_config(config_path, flags)
+    if config.output is None:
+        raise InvalidInputError("no output directory: give -o/--output or 'output' in the config")
+    request = config.request()
+    check_output_directory(config.output, overwrite)
+    registry = _registry()
+    g_plugin, h_plugin = registry.get("g", config.g), registry.get("h", config.h)
+    relax_plugin = registry.get("relaxer", config.relax) if config.relax else None
+    generator = g_plugin.create(**config.g_options)
+    structure_generator = h_plugin.create(**config.h_options)
+    relaxer = relax_plugin.create(**config.relax_options) if relax_plugin else None
+    with stderr.status(f"G {config.g}: proposing constraints for {request.composition_text}"):
+        constraints = propose_constraints(generator, [request], config.top_k, config.seed)[0]
+    jobs = jobs_for_constraints([(request.request_id, constraints)], config.n, config.seed)
+    used = {"g": g_plugin, "h": h_plugin, **({"relax": relax_plugin} if relax_plugin else {})}
+    instances = [generator, structure_generator, *([relaxer] if relaxer else [])]
+    summary = _generate(jobs, structure_generator, relaxer, used, instances, config.output, config.format,
+                        overwrite, config.batch_size, config.seed, "run", config.model_dump(mode="json"))
+    _print_summary(summary, config.output)
+
+
+@main.command()
+@option_g
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="requests.csv")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="constraints.jsonl to write.")
+@click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1), help="Constraints per request.")
+@option_seed
+@option_g_opts
+@click.option("--skip-invalid", is_flag=True, help="Skip (and count) invalid rows instead of stopping.")
+@option_overwrite
+def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: int | None,
+              g_options: tuple[str, ...], skip_invalid: bool, overwrite: bool) -> None:
+    """Run G alone on a batch of requests; writes one JSON line per (request, rank)."""
+    g, seed = g or DEFAULT_G, seed or 0
+    if output.exists() and not overwrite:
+        raise InvalidInputError(f"{output} exists; choose another path or pass --overwrite")
+    requests, skipped = read_requests(input_path, skip_invalid)
+    _report_skipped(input_path, skipped)
+    if not requests:
+        raise InvalidInputError(f"{input_path}: no valid requests")
+    registry = _registry()
+    plugin = registry.get("g", g)
+    generator = plugin.create(**(parse_options(g_options) or {}))
+    manifest = new_manifest("constrain", seed, {"input": str(input_path), "top_k": top_k},
+                            {"g": _version(plugin).to_dict()}, generator.weights_files())
+    temporary = output.with_name(output.name + ".tmp")
+    written = 0
+    with _progress() as progress, temporary.open("w", encoding="utf-8") as handle:
+        task = progress.add_task(f"G {g}", total=len(requests))
+        for start in range(0, len(requests), 64):
+            batch = requests[start:start + 64]
+            for request, constraints in zip(batch, propose_constraints(generator, batch, top_k, seed)):
+                for rank, constraint in enumerate(constraints, start=1):
+                    handle.write(json.dumps({"id": request.request_id, "rank": rank, **constraint.to_dict()}) + "\n")
+                    written += 1
+            progress.advance(task, len(batch))
+    os.replace(temporary, output)
+    write_json(output.with_name(output.name + ".manifest.json"),
+               {**manifest, "status": "complete", "finished": now(), "requests": len(requests),
+                "skipped": len(skipped), "constraints": written})
+    stdout.print(f"wrote {written} constraints for {len(requests)} requests to {output}")
+
+
+@main.command()
+@option_h
+@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="constraints.jsonl")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output directory.")
+@click.option("-n", "n", default=1, show_default=True, type=click.IntRange(min=1), help="Structures per constraint.")
+@option_seed
+@option_relax
+@option_format
+@option_h_opts
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
+@click.option("--skip-invalid", is_flag=True, help="Skip (and count) invalid lines instead of stopping.")
+@option_overwrite
+def generate(h: str | None, input_path: Path, output: Path, n: int, seed: int | None, relax: str | None,
+             structure_format: str | None, h_options: tuple[str, ...], batch_size: int, skip_invalid: bool,
+             overwrite: bool) -> None:
+    """Run H alone on a batch of constraints (the output of ``crystalgf constrain``)."""
+    h, seed, structure_format = h or DEFAULT_H, seed or 0, structure_format or "cif"
+    items, skipped = read_constraints(input_path, skip_invalid)
+    _report_skipped(input_path, skipped)
+    if not items:
+        raise InvalidInputError(f"{input_path}: no valid constraints")
+    check_output_directory(output, overwrite)
+    registry = _registry()
+    h_plugin = registry.get("h", h)
+    relax_plugin = registry.get("relaxer", relax) if relax else None
+    structure_generator = h_plugin.create(**(parse_options(h_options) or {}))
+    relaxer = relax_plugin.create() if relax_plugin else None
+    jobs = jobs_for_constraints([(item_id, [constraint]) for item_id, constraint in items], n, seed)
+    used = {"h": h_plugin, **({"relax": relax_plugin} if relax_plugin else {})}
+    instances = [structure_generator, *([relaxer] if relaxer else [])]
+    settings = {"input": str(input_path), "n": n, "h": h, "relax": relax, "format": structure_format,
+                "skipped": len(skipped)}
+    summary = _generate(jobs, structure_generator, relaxer, used, instances, output, structure_format,
+                        overwrite, batch_size, seed, "generate", settings)
+    _print_summary(summary, output)
+
+
+def _generate(jobs: Sequence[StructureJob], structure_generator: Any, relaxer: Any,
+              used: dict[str, RegisteredPlugin], instances: Sequence[Any], directory: Path, structure_format: str,
+              overwrite: bool, batch_size: int, seed: int, command: str, settings: dict[str, Any]) -> GenerationSummary:
+    output = RunOutput(directory, structure_format, overwrite)
+    versions = {role: _version(plugin) for role, plugin in used.items()}
+    weights = [path for instance in instances for path in instance.weights_files()]
+    manifest = new_manifest(command, seed, settings, {role: v.to_dict() for role, v in versions.items()}, weights)
+    manifest["command_line"] = shlex.join(["crystalgf", *sys.argv[1:]])
+    write_json(output.manifest_path, manifest)
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"H {used['h'].name}", total=len(jobs))
+            summary = build_structures(structure_generator, jobs, output, versions, relaxer, batch_size,
+                                       on_progress=lambda k: progress.advance(task, k))
+    except BaseException as error:
+        write_json(output.manifest_path, {**manifest, "status": "failed", "finished": now(),
+                                          "error": f"{type(error).__name__}: {error}"})
+        raise
+    write_json(output.manifest_path, {**manifest, "status": "complete", "finished": now(),
+                                      "structures": len(summary.records), "failed": summary.failed})
+    return summary
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=stderr)
+
+
+def _report_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        where, reason = skipped[0]
+        stderr.print(f"warning: skipped {len(skipped)} invalid row(s) of {path}; first, {where}: {reason}",
+                     highlight=False)
+
+
+def _print_summary(summary: GenerationSummary, directory: Path) -> None:
+    groups: dict[tuple[str, int, str], list] = {}
+    for record in summary.records:
+        c: Constraint = record.constraint
+        groups.setdefault((c.cell_formula, c.space_group, c.wyckoff_text), []).append(record)
+    table = Table(title=f"{len(summary.records)} structures in {directory}")
+    for column in ("formula", "space group", "Wyckoff sites", "structures", "exact composition",
+                   "space group @0.1", "@0.01"):
+        table.add_column(column)
+    for (formula, space_group, sites), records in groups.items():
+        total = len(records)
+        table.add_row(formula, f"{space_group} {space_group_symbol(space_group)}", sites, str(total),
+                      f"{sum(r.composition_matches for r in records)}/{total}",
+                      f"{sum(r.space_group_matches(0.1) for r in records)}/{total}",
+                      f"{sum(r.space_group_matches(0.01) for r in records)}/{total}")
+    stdout.print(table)
+    if summary.failed:
+        stdout.print(f"{len(summary.failed)} structure(s) could not be generated: {', '.join(summary.failed[:5])}")

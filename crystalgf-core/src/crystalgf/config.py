@@ -1,0 +1,101 @@
+"""Run configuration: a YAML file (``--config run.yaml``) whose values command-line flags override."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crystalgf.errors import InvalidInputError
+from crystalgf.schema import GenerationRequest, PropertyTarget, describe_validation_error
+
+DEFAULT_G = "prior"
+DEFAULT_H = "pyxtal"
+
+
+class RunConfig(BaseModel):
+    """Every setting of ``crystalgf run``; the YAML keys are these field names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    g: str = DEFAULT_G
+    h: str = DEFAULT_H
+    g_options: dict[str, Any] = Field(default_factory=dict)
+    h_options: dict[str, Any] = Field(default_factory=dict)
+    formula: str | None = None
+    elements: str | None = None
+    band_gap: str | float | None = None
+    formation_energy: str | float | None = None
+    space_group: int | None = None
+    max_atoms: int = 20
+    n: int = Field(default=1, ge=1)
+    top_k: int = Field(default=1, ge=1)
+    seed: int = 0
+    relax: str | None = None
+    relax_options: dict[str, Any] = Field(default_factory=dict)
+    format: str = "cif"
+    batch_size: int = Field(default=16, ge=1)
+    output: Path | None = None
+
+    def request(self) -> GenerationRequest:
+        """The generation request these settings describe."""
+        properties = {}
+        if self.band_gap is not None:
+            properties["band_gap"] = PropertyTarget.parse("band_gap", self.band_gap)
+        if self.formation_energy is not None:
+            properties["formation_energy_per_atom"] = PropertyTarget.parse("formation_energy_per_atom",
+                                                                           self.formation_energy)
+        return GenerationRequest.from_dict({
+            "request_id": self.formula or self.elements or "request",
+            "formula": self.formula,
+            "elements": self.elements,
+            "properties": properties,
+            "space_group": self.space_group,
+            "max_atoms": self.max_atoms,
+        })
+
+
+def load_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
+    """Settings from ``path`` (YAML mapping), then ``overrides`` (values that are not ``None``)."""
+    settings: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except OSError as error:
+            raise InvalidInputError(f"cannot read config {path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise InvalidInputError(f"config {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise InvalidInputError(f"config {path} must be a mapping of settings")
+        settings.update(loaded or {})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key.endswith("_options"):
+            settings[key] = {**settings.get(key, {}), **value}
+        else:
+            settings[key] = value
+    try:
+        return RunConfig.model_validate(settings)
+    except ValidationError as error:
+        where = f"config {path}: " if path else ""
+        first = error.errors()[0]
+        if first["type"] == "extra_forbidden":
+            known = ", ".join(RunConfig.model_fields)
+            raise InvalidInputError(f"{where}unknown setting {first['loc'][0]!r}; known: {known}") from None
+        raise InvalidInputError(where + describe_validation_error(error)) from None
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
+    """``("key=value", ...)`` -> dict, values read as YAML scalars (numbers, booleans, strings)."""
+    if not pairs:
+        return None
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInputError(f"option {pair!r} is not KEY=VALUE")
+        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return options

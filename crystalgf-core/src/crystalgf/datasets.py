@@ -1,0 +1,116 @@
+"""Dataset readers: the method's constraint table and CDVAE-style structure CSVs.
+
+Readers skip unreadable rows and report them (row id, reason) instead of failing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import warnings
+from pathlib import Path
+
+from pymatgen.core import Structure
+
+from crystalgf.errors import CrystalGFError, InvalidInputError
+from crystalgf.interfaces import Dataset, DatasetEntry, DatasetReadResult
+from crystalgf.schema import Constraint, PropertyTarget
+
+PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "band_gap": ("band_gap", "ind_gap"),
+    "formation_energy_per_atom": ("formation_energy_per_atom", "heat_ref"),
+}
+"""Source columns of each property, first present wins (``ind_gap``/``heat_ref`` are Perov-5's)."""
+
+
+def open_csv(path: Path, required: tuple[str, ...]) -> csv.DictReader:
+    """A DictReader over ``path`` after checking that the columns in ``required`` exist."""
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    reader = csv.DictReader(path.open(newline="", encoding="utf-8"))
+    missing = [column for column in required if column not in (reader.fieldnames or [])]
+    if missing:
+        raise InvalidInputError(f"{path}: missing column(s) {', '.join(missing)}")
+    return reader
+
+
+def _properties(row: dict[str, str]) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for name, columns in PROPERTY_COLUMNS.items():
+        for column in columns:
+            text = (row.get(column) or "").strip()
+            if text:
+                value = float(text)
+                if not math.isfinite(value):
+                    raise ValueError(f"{column} is not finite")
+                found[name] = value
+                break
+    return found
+
+
+class ConstraintTable(Dataset):
+    """The method's constraint data (``constraints.csv``): formula, properties, space group, Wyckoff sites."""
+
+    name = "crystalgf-constraints"
+    description = "CrystalGF constraint table: id, formula, band_gap, formation_energy_per_atom, space_group, wyckoff"
+
+    def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
+        result = DatasetReadResult(entries=[])
+        for line, row in enumerate(open_csv(path, ("id", "formula", "space_group", "wyckoff")), start=2):
+            row_id = row.get("id") or f"line {line}"
+            try:
+                properties = _properties(row)
+                constraint = Constraint(
+                    formula=row["formula"],
+                    space_group=int(row["space_group"]),
+                    wyckoff=row["wyckoff"],
+                    properties={k: PropertyTarget(name=k, value=v) for k, v in properties.items()},
+                )
+            except (ValueError, CrystalGFError) as error:
+                result.skipped.append((row_id, _reason(error)))
+                continue
+            result.entries.append(DatasetEntry(id=row_id, properties=properties, constraint=constraint))
+            if limit is not None and len(result.entries) >= limit:
+                break
+        return result
+
+
+class StructureTable(Dataset):
+    """CDVAE-style structure CSVs (Perov-5, MP-20, Carbon-24): ``material_id``, ``cif`` and property columns."""
+
+    name = "cdvae-csv"
+    description = "CSV with a cif column and material_id (CDVAE's Perov-5, MP-20, Carbon-24 format)"
+
+    def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
+        result = DatasetReadResult(entries=[])
+        for line, row in enumerate(open_csv(path, ("material_id", "cif")), start=2):
+            row_id = row.get("material_id") or f"line {line}"
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    structure = Structure.from_str(row["cif"], fmt="cif")
+                if len(structure) == 0:
+                    raise ValueError("the CIF has no atoms")
+                properties = _properties(row)
+            except Exception as error:  # noqa: BLE001 - any unparsable row is skipped and counted
+                result.skipped.append((row_id, _reason(error)))
+                continue
+            result.entries.append(DatasetEntry(id=row_id, properties=properties, structure=structure))
+            if limit is not None and len(result.entries) >= limit:
+                break
+        return result
+
+
+def _reason(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".strip()
+
+
+def holdout_split(reduced_formula: str, test_fraction: float = 0.2) -> str:
+    """``"train"`` or ``"test"`` for a reduced formula, stable across runs and machines.
+
+    All rows of one reduced formula fall on the same side (a grouped split), decided by a hash.
+    """
+    digest = hashlib.sha256(f"crystalgf-split:{reduced_formula}".encode()).digest()
+    return "test" if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else "train"

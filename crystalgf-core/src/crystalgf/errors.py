@@ -1,0 +1,41 @@
+"""Exceptions that carry a one-line message meant for the user.
+
+The CLI turns every :class:`CrystalGFError` into ``error: <message>`` on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CrystalGFError(Exception):
+    """Base class: the message is a complete, one-line explanation for the user."""
+
+
+class InvalidInputError(CrystalGFError, ValueError):
+    """A formula, property, constraint, file or option the user gave is not valid."""
+
+
+class NoWyckoffAssignmentError(InvalidInputError):
+    """A composition cannot be placed on the Wyckoff positions of a space group."""
+
+
+class UnknownPluginError(CrystalGFError):
+    """A plugin name that no installed package registers."""
+
+    def __init__(self, kind: str, name: str, known: Sequence[str]):
+        listing = ", ".join(sorted(known)) or "none installed"
+        super().__init__(f"unknown {kind} {name!r}; known: {listing}")
+
+
+class MissingWeightsError(CrystalGFError):
+    """A plugin's weights (or fitted tables) are not where it looked for them."""
+
+    def __init__(self, plugin: str, looked_in: Sequence[Path | str], how_to_provide: str):
+        places = ", ".join(str(p) for p in looked_in)
+        super().__init__(f"{plugin}: weights not found (looked in: {places}); {how_to_provide}")
+
+
+class GenerationError(CrystalGFError):
+    """A generator could not produce its output for a valid input."""

@@ -1,0 +1,66 @@
+"""Strict parsing and formatting of chemical formulas with integer counts."""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import reduce
+
+from pymatgen.core.periodic_table import Element
+
+from crystalgf.errors import InvalidInputError
+
+_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
+_WHOLE = re.compile(r"(?:[A-Z][a-z]?\d*)+")
+
+
+def parse_formula(formula: str) -> dict[str, int]:
+    """Element -> count, in order of first appearance (``"Sr1Ti1O3"`` -> ``{"Sr": 1, "Ti": 1, "O": 3}``).
+
+    Only element symbols with optional positive integer counts are accepted; a repeated
+    element is summed. Raises :class:`InvalidInputError` naming the problem.
+    """
+    text = formula.replace(" ", "")
+    if not text or not _WHOLE.fullmatch(text):
+        raise InvalidInputError(
+            f"malformed formula {formula!r}: expected element symbols with integer counts, e.g. SrTiO3"
+        )
+    counts: dict[str, int] = {}
+    for symbol, digits in _TOKEN.findall(text):
+        if not Element.is_valid_symbol(symbol) or symbol in {"D", "T"}:
+            raise InvalidInputError(f"unknown element {symbol!r} in formula {formula!r}")
+        count = int(digits) if digits else 1
+        if count == 0:
+            raise InvalidInputError(f"malformed formula {formula!r}: element {symbol} has count 0")
+        counts[symbol] = counts.get(symbol, 0) + count
+    return counts
+
+
+def parse_elements(elements: str) -> tuple[str, ...]:
+    """Parse an element set such as ``"Ni-Sc"`` (also ``,`` or space separated) into sorted symbols."""
+    symbols = [s for s in re.split(r"[-,\s]+", elements.strip()) if s]
+    if not symbols:
+        raise InvalidInputError(f"malformed element set {elements!r}: expected e.g. Ni-Sc")
+    for symbol in symbols:
+        if not Element.is_valid_symbol(symbol) or symbol in {"D", "T"}:
+            raise InvalidInputError(f"unknown element {symbol!r} in element set {elements!r}")
+    if len(set(symbols)) != len(symbols):
+        raise InvalidInputError(f"element set {elements!r} repeats an element")
+    return tuple(sorted(symbols))
+
+
+def format_formula(counts: dict[str, int]) -> str:
+    """Cell formula with explicit counts in the given element order, e.g. ``Sr1Ti1O3``."""
+    return "".join(f"{el}{n}" for el, n in counts.items())
+
+
+def reduce_counts(counts: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Divide counts by their greatest common divisor; returns (reduced counts, formula units Z)."""
+    z = reduce(math.gcd, counts.values())
+    return {el: n // z for el, n in counts.items()}, z
+
+
+def stoichiometry_pattern(counts: dict[str, int]) -> str:
+    """The reduced counts sorted ascending, e.g. SrTiO3 -> ``"1-1-3"``; Sc2Ni6 -> ``"1-3"``."""
+    reduced, _ = reduce_counts(counts)
+    return "-".join(str(n) for n in sorted(reduced.values()))

@@ -1,0 +1,97 @@
+"""Reading batch inputs of the CLI: ``requests.csv`` for G and ``constraints.jsonl`` for H.
+
+By default the first invalid row stops everything with a message naming the file and line;
+with ``skip_invalid`` such rows are skipped and returned with their reasons.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crystalgf.datasets import open_csv
+from crystalgf.errors import CrystalGFError, InvalidInputError
+from crystalgf.schema import PROPERTY_UNITS, Constraint, GenerationRequest, PropertyTarget
+
+Skipped = list[tuple[str, str]]
+
+
+def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
+    """A request from a CSV row with ``id``, ``formula`` or ``elements``, and optional targets."""
+    properties = {
+        name: PropertyTarget.parse(name, row[name]) for name in PROPERTY_UNITS if (row.get(name) or "").strip()
+    }
+    space_group = (row.get("space_group") or "").strip()
+    max_atoms = (row.get("max_atoms") or "").strip()
+    try:
+        extra = {
+            **({"space_group": int(space_group)} if space_group else {}),
+            **({"max_atoms": int(max_atoms)} if max_atoms else {}),
+        }
+    except ValueError:
+        raise InvalidInputError(f"space_group/max_atoms must be integers (got {space_group!r}, {max_atoms!r})") from None
+    return GenerationRequest.from_dict({
+        "request_id": (row.get("id") or "").strip() or default_id,
+        "formula": (row.get("formula") or "").strip() or None,
+        "elements": (row.get("elements") or "").strip() or None,
+        "properties": properties,
+        **extra,
+    })
+
+
+def read_requests(path: Path, skip_invalid: bool = False) -> tuple[list[GenerationRequest], Skipped]:
+    """Read ``requests.csv`` (columns: ``id``, ``formula`` or ``elements``, optional ``band_gap``,
+    ``formation_energy_per_atom``, ``space_group``, ``max_atoms``)."""
+    reader = open_csv(path, ())
+    columns = set(reader.fieldnames or [])
+    if not columns & {"formula", "elements"}:
+        raise InvalidInputError(f"{path}: needs a 'formula' or an 'elements' column")
+    requests: list[GenerationRequest] = []
+    skipped: Skipped = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            requests.append(request_from_row(row, default_id=f"row{line - 1}"))
+        except CrystalGFError as error:
+            if not skip_invalid:
+                raise InvalidInputError(f"{path} line {line}: {error}") from None
+            skipped.append((f"line {line}", str(error)))
+    _check_unique_ids(path, [r.request_id for r in requests])
+    return requests, skipped
+
+
+def read_constraints(path: Path, skip_invalid: bool = False) -> tuple[list[tuple[str, Constraint]], Skipped]:
+    """Read ``constraints.jsonl`` as written by ``crystalgf constrain``: (id, constraint) per line.
+
+    The optional ``id`` and ``rank`` keys name the item (``<id>-r<rank>``); without them the line number does.
+    """
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    items: list[tuple[str, Constraint]] = []
+    skipped: Skipped = []
+    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict):
+                raise InvalidInputError("expected a JSON object")
+            item_id = str(data.pop("id", f"line{line}"))
+            rank = data.pop("rank", None)
+            items.append((item_id if rank is None else f"{item_id}-r{rank}", Constraint.from_dict(data)))
+        except (json.JSONDecodeError, CrystalGFError) as error:
+            reason = f"not valid JSON ({error.msg})" if isinstance(error, json.JSONDecodeError) else str(error)
+            if not skip_invalid:
+                raise InvalidInputError(f"{path} line {line}: {reason}") from None
+            skipped.append((f"line {line}", reason))
+    if not items and not skipped:
+        raise InvalidInputError(f"{path}: no constraints")
+    _check_unique_ids(path, [item_id for item_id, _ in items])
+    return items, skipped
+
+
+def _check_unique_ids(path: Path, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item_id in ids:
+        if item_id in seen:
+            raise InvalidInputError(f"{path}: id {item_id!r} appears more than once")
+        seen.add(item_id)

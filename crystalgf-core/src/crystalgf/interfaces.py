@@ -1,0 +1,120 @@
+"""The interfaces every plugin implements: G, H, relaxers, property predictors, evaluators, datasets.
+
+All generators are batch-first: they take a sequence of inputs and return one output per input.
+Each plugin class names itself with the class attributes ``name`` and ``description``; it is
+built with keyword options (from ``--g-option key=value`` or a run config) and reports the
+files it loaded in :meth:`Plugin.weights_files` so that a run's manifest can hash them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pymatgen.core import Structure
+
+from crystalgf.schema import Constraint, GeneratedCrystal, GenerationRequest
+
+
+class Plugin(ABC):
+    """Common base: a registered, named, configurable component."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+
+    def weights_files(self) -> list[Path]:
+        """Files (weights, fitted tables) this instance loaded; hashed into the run manifest."""
+        return []
+
+
+class ConstraintGenerator(Plugin):
+    """G: from requests (formula or element set, target properties) to ranked constraints."""
+
+    @abstractmethod
+    def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
+        """For each request, up to ``top_k`` distinct constraints, best first.
+
+        Every constraint must be valid (it is a :class:`Constraint`) and honour the request:
+        the same composition ratio (formula mode) or element set (element mode), at most
+        ``request.max_atoms`` atoms, and ``request.space_group`` when it is set. Raise
+        :class:`~crystalgf.errors.NoWyckoffAssignmentError` when a request has no valid answer.
+        """
+
+
+class StructureGenerator(Plugin):
+    """H: from constraints to structures that obey them."""
+
+    @abstractmethod
+    def generate(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:
+        """One structure per constraint (``None`` where generation failed), each drawn with its own seed.
+
+        The same constraint and seed must give the same structure, whatever the batch around it.
+        """
+
+
+@dataclass
+class Relaxation:
+    """A relaxed structure and its energy."""
+
+    structure: Structure
+    energy_per_atom: float
+    steps: int
+
+
+class Relaxer(Plugin):
+    """Relaxes structures with an interatomic potential, optionally keeping their symmetry."""
+
+    @abstractmethod
+    def relax(self, structures: Sequence[Structure], fix_symmetry: bool = True) -> list[Relaxation]:
+        """Relax each structure; with ``fix_symmetry`` the space group is kept during relaxation."""
+
+
+class PropertyPredictor(Plugin):
+    """A surrogate model for one property (e.g. band gap in eV)."""
+
+    property_name: ClassVar[str]
+    unit: ClassVar[str]
+
+    @abstractmethod
+    def predict(self, structures: Sequence[Structure]) -> list[float]:
+        """The predicted property of each structure, in ``unit``."""
+
+
+class Evaluator(Plugin):
+    """A metric over a batch of generated crystals, optionally against reference structures."""
+
+    @abstractmethod
+    def evaluate(
+        self, records: Sequence[GeneratedCrystal], structures: Sequence[Structure],
+        reference: Sequence[Structure] | None = None,
+    ) -> dict[str, Any]:
+        """Named numbers (and per-item details) for the batch; ``structures`` align with ``records``."""
+
+
+@dataclass
+class DatasetEntry:
+    """One row of a dataset: an id, properties, and a structure and/or a constraint."""
+
+    id: str
+    properties: dict[str, float]
+    structure: Structure | None = None
+    constraint: Constraint | None = None
+
+
+@dataclass
+class DatasetReadResult:
+    """What a dataset reader returns: the readable entries and the skipped rows with reasons."""
+
+    entries: list[DatasetEntry]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Dataset(Plugin):
+    """A reader for one dataset format. Unreadable rows are skipped and counted, never fatal."""
+
+    @abstractmethod
+    def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
+        """Read up to ``limit`` entries from ``path``."""

@@ -1,0 +1,128 @@
+"""The two stages of a run as a Python API: G proposes constraints, H builds structures.
+
+The CLI (:mod:`crystalgf.cli`) is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from crystalgf.errors import GenerationError
+from crystalgf.formula import reduce_counts
+from crystalgf.interfaces import ConstraintGenerator, Relaxer, StructureGenerator
+from crystalgf.output import RunOutput
+from crystalgf.schema import Constraint, GeneratedCrystal, GenerationRequest, PluginVersion
+from crystalgf.symmetry.analysis import detect_space_groups
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 32-bit seed for one item, derived from the run seed and the item's position."""
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+def propose_constraints(
+    generator: ConstraintGenerator, requests: Sequence[GenerationRequest], top_k: int, seed: int
+) -> list[list[Constraint]]:
+    """Run G and check that every answer honours its request (ratio or element set, group, size)."""
+    answers = generator.generate(requests, top_k, seed)
+    if len(answers) != len(requests):
+        raise GenerationError(f"G {generator.name!r} answered {len(answers)} of {len(requests)} requests")
+    for request, constraints in zip(requests, answers):
+        if not constraints:
+            raise GenerationError(f"G {generator.name!r} proposed no constraint for {request.composition_text}")
+        for constraint in constraints:
+            problem = _dishonoured(request, constraint)
+            if problem:
+                raise GenerationError(f"G {generator.name!r} proposed {constraint.cell_formula} in "
+                                      f"space group {constraint.space_group}, but {problem}")
+    return answers
+
+
+def _dishonoured(request: GenerationRequest, constraint: Constraint) -> str | None:
+    counts = constraint.counts
+    if request.formula is not None and reduce_counts(counts)[0] != reduce_counts(request.counts)[0]:
+        return f"the request asked for the ratio of {request.formula}"
+    if request.elements is not None and set(counts) != set(request.elements):
+        return f"the request asked for the elements {'-'.join(request.elements)}"
+    if request.space_group is not None and constraint.space_group != request.space_group:
+        return f"the request fixed space group {request.space_group}"
+    if sum(counts.values()) > request.max_atoms:
+        return f"the request allows at most {request.max_atoms} atoms per cell"
+    return None
+
+
+@dataclass
+class StructureJob:
+    """One structure to build: its record id, constraint and seed."""
+
+    record_id: str
+    constraint: Constraint
+    seed: int
+
+
+@dataclass
+class GenerationSummary:
+    """What a generation pass produced."""
+
+    records: list[GeneratedCrystal] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def build_structures(
+    generator: StructureGenerator,
+    jobs: Sequence[StructureJob],
+    output: RunOutput,
+    generators: dict[str, PluginVersion],
+    relaxer: Relaxer | None = None,
+    batch_size: int = 16,
+    on_progress: Callable[[int], None] | None = None,
+) -> GenerationSummary:
+    """Run H (and optionally a symmetry-preserving relaxation) in batches, writing each result as it comes."""
+    summary = GenerationSummary()
+    for start in range(0, len(jobs), batch_size):
+        batch = list(jobs[start:start + batch_size])
+        structures = generator.generate([job.constraint for job in batch], [job.seed for job in batch])
+        energies: list[float | None] = [None] * len(batch)
+        if relaxer is not None:
+            made = [i for i, structure in enumerate(structures) if structure is not None]
+            for i, relaxation in zip(made, relaxer.relax([structures[i] for i in made], fix_symmetry=True)):
+                structures[i], energies[i] = relaxation.structure, relaxation.energy_per_atom
+        for job, structure, energy in zip(batch, structures, energies):
+            if structure is None:
+                summary.failed.append(job.record_id)
+                continue
+            structure_file, index = output.write_structure(job.record_id, structure, job.constraint)
+            composition = structure.composition
+            record = GeneratedCrystal(
+                id=job.record_id,
+                constraint=job.constraint,
+                structure_file=structure_file,
+                structure_index=index,
+                formula=composition.formula.replace(" ", ""),
+                reduced_formula=composition.reduced_formula,
+                space_group_by_symprec=detect_space_groups(structure),
+                seed=job.seed,
+                generators=generators,
+                energy_per_atom=energy,
+            )
+            output.append_record(record)
+            summary.records.append(record)
+        if on_progress is not None:
+            on_progress(len(batch))
+    return summary
+
+
+def jobs_for_constraints(
+    items: Sequence[tuple[str, Sequence[Constraint]]], per_item: int, seed: int
+) -> list[StructureJob]:
+    """``per_item`` structures for each (id, ranked constraints), spread round-robin over the ranks."""
+    jobs = []
+    for item_index, (item_id, constraints) in enumerate(items):
+        for k in range(per_item):
+            constraint = constraints[k % len(constraints)]
+            jobs.append(StructureJob(f"{item_id}-{k:04d}", constraint, derive_seed(seed, item_index, k)))
+    return jobs
+

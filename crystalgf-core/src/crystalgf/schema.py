@@ -1,0 +1,311 @@
+"""Plain, validated, JSON-serialisable data objects passed between the stages of a run.
+
+``GenerationRequest`` (what the user asks for) -> G -> ``Constraint`` (composition, space group,
+Wyckoff sites, targets) -> H -> ``GeneratedCrystal`` (the structure record). Each has
+``to_dict``/``from_dict`` and ``to_json``/``from_json``; invalid data raises
+:class:`~crystalgf.errors.InvalidInputError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from crystalgf.errors import InvalidInputError
+from crystalgf.formula import format_formula, parse_elements, parse_formula
+from crystalgf.symmetry.assignment import check_wyckoff_assignment
+from crystalgf.symmetry.wyckoff import WyckoffSite, check_space_group, split_label
+
+PROPERTY_UNITS: dict[str, str] = {"band_gap": "eV", "formation_energy_per_atom": "eV/atom"}
+"""Target properties every stage understands, with their units."""
+
+_NON_NEGATIVE = {"band_gap"}
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise InvalidInputError(describe_validation_error(error)) from None
+
+    @classmethod
+    def from_json(cls, text: str) -> Self:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(f"not valid JSON: {error.msg} at column {error.colno}") from None
+        if not isinstance(data, dict):
+            raise InvalidInputError("expected a JSON object")
+        return cls.from_dict(data)
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """The first problem of a pydantic error as one line: ``field: message``."""
+    first = error.errors()[0]
+    message = str(first["msg"]).removeprefix("Value error, ")
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {message}" if location else message
+
+
+class PropertyTarget(_Record):
+    """A target value or interval for one property, e.g. band gap 1.5 eV or 1.5-2.0 eV."""
+
+    name: str
+    value: float | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.name not in PROPERTY_UNITS:
+            raise InvalidInputError(f"unknown property {self.name!r}; known: {', '.join(PROPERTY_UNITS)}")
+        unit = PROPERTY_UNITS[self.name]
+        if self.unit and self.unit != unit:
+            raise InvalidInputError(f"{self.name} is in {unit}, not {self.unit}")
+        object.__setattr__(self, "unit", unit)
+        interval = (self.minimum, self.maximum)
+        if self.value is None and None in interval:
+            raise InvalidInputError(f"{self.name}: give a value or both minimum and maximum")
+        if self.value is not None and interval != (None, None):
+            raise InvalidInputError(f"{self.name}: give a value or an interval, not both")
+        numbers = [x for x in (self.value, self.minimum, self.maximum) if x is not None]
+        if not all(math.isfinite(x) for x in numbers):
+            raise InvalidInputError(f"{self.name} must be a finite number")
+        if self.name in _NON_NEGATIVE and min(numbers) < 0:
+            raise InvalidInputError(f"{self.name} cannot be negative (got {min(numbers)} {unit})")
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise InvalidInputError(f"{self.name} interval {self.minimum}:{self.maximum} has minimum above maximum")
+        return self
+
+    @classmethod
+    def parse(cls, name: str, text: str | float) -> PropertyTarget:
+        """From ``"1.5"`` (a value) or ``"1.5:2.0"`` (an interval)."""
+        raw = str(text).strip()
+        try:
+            if ":" in raw:
+                low, high = raw.split(":", 1)
+                return cls(name=name, minimum=float(low), maximum=float(high))
+            return cls(name=name, value=float(raw))
+        except ValueError as error:
+            if isinstance(error, ValidationError):
+                raise InvalidInputError(describe_validation_error(error)) from None
+            raise InvalidInputError(f"{name} {raw!r} is not a number or an interval like 1.5:2.0") from None
+
+    @property
+    def center(self) -> float:
+        """The value, or the middle of the interval."""
+        if self.value is not None:
+            return self.value
+        return (self.minimum + self.maximum) / 2  # type: ignore[operator]
+
+    def contains(self, x: float, tolerance: float = 0.0) -> bool:
+        """Whether ``x`` hits the target: within ``tolerance`` of the value, or of the interval."""
+        low = self.value if self.value is not None else self.minimum
+        high = self.value if self.value is not None else self.maximum
+        return low - tolerance <= x <= high + tolerance  # type: ignore[operator]
+
+    def __str__(self) -> str:
+        if self.value is not None:
+            return f"{self.value:.3f} {self.unit}"
+        return f"{self.minimum:.3f}:{self.maximum:.3f} {self.unit}"
+
+
+def _check_properties(properties: dict[str, PropertyTarget]) -> dict[str, PropertyTarget]:
+    for key, target in properties.items():
+        if key != target.name:
+            raise InvalidInputError(f"property key {key!r} does not match its target name {target.name!r}")
+    return properties
+
+
+class GenerationRequest(_Record):
+    """What a user asks G for: a formula (ratio fixed) or an element set (ratio free), plus targets.
+
+    In formula mode G may choose the number of formula units per cell (at most ``max_atoms``);
+    ``space_group`` fixes the group, leaving G only the Wyckoff sites.
+    """
+
+    request_id: str = "request"
+    formula: str | None = None
+    elements: tuple[str, ...] | None = None
+    properties: dict[str, PropertyTarget] = Field(default_factory=dict)
+    space_group: int | None = None
+    max_atoms: int = 20
+
+    @field_validator("formula")
+    @classmethod
+    def _normalise_formula(cls, formula: str | None) -> str | None:
+        return None if formula is None else format_formula(parse_formula(formula))
+
+    @field_validator("elements", mode="before")
+    @classmethod
+    def _normalise_elements(cls, elements: Any) -> tuple[str, ...] | None:
+        if elements is None:
+            return None
+        return parse_elements(elements if isinstance(elements, str) else "-".join(elements))
+
+    @field_validator("space_group")
+    @classmethod
+    def _check_space_group(cls, space_group: int | None) -> int | None:
+        return None if space_group is None else check_space_group(space_group)
+
+    @field_validator("properties")
+    @classmethod
+    def _check_properties(cls, properties: dict[str, PropertyTarget]) -> dict[str, PropertyTarget]:
+        return _check_properties(properties)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if (self.formula is None) == (self.elements is None):
+            raise InvalidInputError("a request needs exactly one of a formula or an element set")
+        if self.max_atoms < 1:
+            raise InvalidInputError(f"max_atoms must be at least 1 (got {self.max_atoms})")
+        if self.formula is not None and sum(self.counts.values()) > self.max_atoms:
+            raise InvalidInputError(
+                f"formula {self.formula} has {sum(self.counts.values())} atoms, more than max_atoms={self.max_atoms}"
+            )
+        return self
+
+    @property
+    def mode(self) -> str:
+        """``"formula"`` or ``"elements"``."""
+        return "formula" if self.formula is not None else "elements"
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Element -> count of the formula (formula mode only)."""
+        if self.formula is None:
+            raise ValueError("an element-set request has no counts")
+        return parse_formula(self.formula)
+
+    @property
+    def composition_text(self) -> str:
+        """The formula, or the element set joined by ``-``."""
+        return self.formula if self.formula is not None else "-".join(self.elements or ())
+
+
+class Constraint(_Record):
+    """What G proposes and H must obey: a cell formula, a space group and the Wyckoff site of every orbit.
+
+    ``cell_formula`` (JSON ``formula``) counts atoms in the conventional cell, e.g. ``Sc2Ni6``;
+    ``wyckoff_sites`` (JSON ``wyckoff``) lists ``[element, "2c"]`` pairs whose multiplicities sum
+    exactly to those counts.
+    """
+
+    cell_formula: str = Field(alias="formula")
+    space_group: int
+    wyckoff_sites: tuple[WyckoffSite, ...] = Field(alias="wyckoff")
+    properties: dict[str, PropertyTarget] = Field(default_factory=dict)
+    generator: str = ""
+    score: float | None = None
+    request_id: str | None = None
+
+    @field_validator("cell_formula")
+    @classmethod
+    def _normalise_formula(cls, formula: str) -> str:
+        return format_formula(parse_formula(formula))
+
+    @field_validator("space_group", mode="before")
+    @classmethod
+    def _check_space_group(cls, space_group: Any) -> int:
+        return check_space_group(space_group)
+
+    @field_validator("wyckoff_sites", mode="before")
+    @classmethod
+    def _parse_sites(cls, sites: Any) -> tuple[WyckoffSite, ...]:
+        if isinstance(sites, str):  # "Sc[2c] Ni[6h]" as in constraints.csv
+            return parse_wyckoff_text(sites)
+        parsed = []
+        for site in sites:
+            if len(site) != 2:
+                raise InvalidInputError(f"Wyckoff site {site!r} is not an [element, label] pair")
+            element, label = site
+            split_label(label)
+            parsed.append(WyckoffSite(str(element), str(label)))
+        return tuple(parsed)
+
+    @field_validator("properties")
+    @classmethod
+    def _check_properties(cls, properties: dict[str, PropertyTarget]) -> dict[str, PropertyTarget]:
+        return _check_properties(properties)
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        check_wyckoff_assignment(self.counts, self.space_group, self.wyckoff_sites)
+        return self
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Element -> atoms per conventional cell."""
+        return parse_formula(self.cell_formula)
+
+    @property
+    def wyckoff_text(self) -> str:
+        """Sites as in constraints.csv: ``Sc[2c] Ni[6h]``."""
+        return " ".join(f"{site.element}[{site.label}]" for site in self.wyckoff_sites)
+
+
+def parse_wyckoff_text(text: str) -> tuple[WyckoffSite, ...]:
+    """Parse ``"Sc[2c] Ni[6h]"`` into sites."""
+    sites = []
+    for token in text.split():
+        element, bracket, rest = token.partition("[")
+        if not bracket or not rest.endswith("]") or not element:
+            raise InvalidInputError(f"malformed Wyckoff site {token!r}: expected Element[label], e.g. Sc[2c]")
+        label = rest[:-1]
+        split_label(label)
+        sites.append(WyckoffSite(element, label))
+    if not sites:
+        raise InvalidInputError("no Wyckoff sites given")
+    return tuple(sites)
+
+
+class PluginVersion(_Record):
+    """Which plugin made something: its registered name, package and version."""
+
+    name: str
+    package: str
+    version: str
+
+
+class GeneratedCrystal(_Record):
+    """One generated structure with the constraint it came from and how it was made.
+
+    ``space_group_by_symprec`` maps spglib tolerances (``"0.1"``, ``"0.01"``) to the detected
+    international number (``None`` where spglib found none).
+    """
+
+    id: str
+    constraint: Constraint
+    structure_file: str
+    structure_index: int = 0
+    formula: str
+    reduced_formula: str
+    space_group_by_symprec: dict[str, int | None]
+    seed: int
+    generators: dict[str, PluginVersion]
+    energy_per_atom: float | None = None
+
+    @property
+    def composition_matches(self) -> bool:
+        """Whether the structure has exactly the constraint's cell composition."""
+        from pymatgen.core import Composition
+
+        return Composition(self.formula) == Composition(self.constraint.counts)
+
+    def space_group_matches(self, symprec: float = 0.1) -> bool:
+        """Whether spglib found the constrained space group at this tolerance."""
+        return self.space_group_by_symprec.get(str(symprec)) == self.constraint.space_group

@@ -1,0 +1,34 @@
+"""Crystallography on pyxtal, spglib and pymatgen: Wyckoff tables, assignments, structure analysis.
+
+- :mod:`crystalgf.symmetry.wyckoff`: the Wyckoff positions of the 230 space groups (from pyxtal).
+- :mod:`crystalgf.symmetry.assignment`: which Wyckoff assignments a cell composition has in a group.
+- :mod:`crystalgf.symmetry.analysis`: a structure's space group and Wyckoff sites (spglib).
+"""
+
+from crystalgf.symmetry.assignment import (
+    check_wyckoff_assignment,
+    has_wyckoff_assignment,
+    iter_wyckoff_assignments,
+    sample_wyckoff_assignment,
+)
+from crystalgf.symmetry.wyckoff import (
+    WyckoffPosition,
+    WyckoffSite,
+    crystal_system,
+    space_group_symbol,
+    wyckoff_position,
+    wyckoff_positions,
+)
+
+__all__ = [
+    "check_wyckoff_assignment",
+    "WyckoffPosition",
+    "WyckoffSite",
+    "crystal_system",
+    "has_wyckoff_assignment",
+    "iter_wyckoff_assignments",
+    "sample_wyckoff_assignment",
+    "space_group_symbol",
+    "wyckoff_position",
+    "wyckoff_positions",
+]

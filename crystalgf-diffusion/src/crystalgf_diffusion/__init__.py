@@ -1,0 +1,1 @@
+"""CrystalGF H: the symmetry-constrained, property-conditioned diffusion generator."""

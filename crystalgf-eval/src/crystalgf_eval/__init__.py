@@ -1,0 +1,1 @@
+"""Evaluation plugins of CrystalGF: relaxers, property predictors and metrics."""

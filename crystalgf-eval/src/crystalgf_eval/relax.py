@@ -1,0 +1,66 @@
+"""Relaxer ``chgnet``: CHGNet (weights shipped inside the chgnet package) with FIRE on cell and positions."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+from ase.constraints import FixSymmetry
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE
+from pymatgen.core import Structure
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from crystalgf.interfaces import Relaxation, Relaxer
+
+
+class ChgnetRelaxer(Relaxer):
+    """Relaxes cell and positions until forces fall below ``fmax`` (eV/Å) or ``steps`` run out.
+
+    With ``fix_symmetry`` the structure's symmetry (found at ``symprec``) is imposed on forces and
+    stress (ASE ``FixSymmetry``), so the space group is kept.
+    """
+
+    name = "chgnet"
+    description = "CHGNet potential (packaged weights), FIRE relaxation of cell and positions, symmetry kept"
+
+    def __init__(self, fmax: float = 0.1, steps: int = 300, symprec: float = 0.01, device: str = "cpu"):
+        self.fmax = fmax
+        self.steps = steps
+        self.symprec = symprec
+        self.device = device
+
+    @cached_property
+    def _model(self):
+        from chgnet.model import CHGNet
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            return CHGNet.load(verbose=False, use_device=self.device)
+
+    def weights_files(self) -> list[Path]:
+        import chgnet
+
+        return sorted((Path(chgnet.__file__).parent / "pretrained" / "0.3.0").glob("*.pth.tar"))
+
+    def relax(self, structures: Sequence[Structure], fix_symmetry: bool = True) -> list[Relaxation]:
+        from chgnet.model.dynamics import CHGNetCalculator
+
+        results = []
+        for structure in structures:
+            atoms = AseAtomsAdaptor.get_atoms(structure)
+            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+                warnings.simplefilter("ignore")
+                atoms.calc = CHGNetCalculator(model=self._model, use_device=self.device)
+                if fix_symmetry:
+                    atoms.set_constraint(FixSymmetry(atoms, symprec=self.symprec))
+                optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
+                optimizer.run(fmax=self.fmax, steps=self.steps)
+                energy = float(atoms.get_potential_energy()) / len(atoms)
+                atoms.set_constraint()
+                relaxed = AseAtomsAdaptor.get_structure(atoms)
+            results.append(Relaxation(structure=relaxed, energy_per_atom=energy, steps=optimizer.nsteps))
+        return results

@@ -1,0 +1,1 @@
+"""CrystalGF G: LLM constraint generators (LoRA fine-tuning, constrained decoding)."""
