@@ -22,7 +22,7 @@ from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.schema import Constraint, GenerationRequest
-from crystalgf.symmetry import iter_wyckoff_assignments, space_group_symbol
+from crystalgf.symmetry import iter_wyckoff_assignments, realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
 
@@ -60,7 +60,7 @@ class PriorGenerator(ConstraintGenerator):
 
     def _rank(self, request: GenerationRequest, top_k: int) -> list[Constraint]:
         if request.formula is not None:
-            ratios = [(reduce_counts(request.counts)[0], 0.0)]
+            ratios = [(request.counts if request.exact_cell else reduce_counts(request.counts)[0], 0.0)]
         else:
             ratios = self._ratios(request.elements or (), request.max_atoms)
         scored: list[tuple[float, Constraint]] = []
@@ -81,19 +81,21 @@ class PriorGenerator(ConstraintGenerator):
         return list(unique.values())[:top_k]
 
     def _rank_formula(self, ratio: dict[str, int], request: GenerationRequest, top_k: int) -> list[tuple[float, Constraint]]:
-        atoms = sum(ratio.values())
-        formula_units = range(1, request.max_atoms // atoms + 1)
-        groups = [request.space_group] if request.space_group else self._ranked_groups(stoichiometry_pattern(ratio), len(ratio))
+        pattern = stoichiometry_pattern(ratio)
+        cells = request.cell_options(ratio)
+        groups = [request.space_group] if request.space_group else self._ranked_groups(pattern, len(ratio))
         found: list[tuple[float, Constraint]] = []
         feasible_groups = 0
         for group in groups:
             in_group: list[tuple[float, Constraint]] = []
-            for z in formula_units:
-                counts = {element: n * z for element, n in ratio.items()}
+            for counts in cells:
+                z = reduce_counts(counts)[1] // reduce_counts(ratio)[1]
                 preference = self.prior.letter_preference(group)
                 for sites in iter_wyckoff_assignments(counts, group, preference=preference,
                                                       limit=self.assignments_per_group):
-                    score = (self._log_p_group(stoichiometry_pattern(ratio), len(ratio), group)
+                    if not realizes_space_group(counts, group, sites):
+                        continue
+                    score = (self._log_p_group(pattern, len(ratio), group)
                              + self._log_p_formula_units(group, z)
                              + sum(self._log_p_letter(group, site.letter) for site in sites))
                     in_group.append((score, Constraint(formula=format_formula(counts), space_group=group,

@@ -11,7 +11,7 @@ from crystalgf.formula import format_formula, reduce_counts
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.pipeline import derive_seed
 from crystalgf.schema import Constraint, GenerationRequest
-from crystalgf.symmetry import sample_wyckoff_assignment
+from crystalgf.symmetry import realizes_space_group, sample_wyckoff_assignment
 
 
 class RandomGenerator(ConstraintGenerator):
@@ -35,15 +35,14 @@ class RandomGenerator(ConstraintGenerator):
         found: dict[tuple, Constraint] = {}
         for _ in range(self.draws * top_k):
             ratio = self._ratio(request, rng)
-            atoms = sum(ratio.values())
-            if atoms > request.max_atoms:
+            if sum(ratio.values()) > request.max_atoms:
                 continue
+            cells = request.cell_options(ratio)
             groups = [request.space_group] if request.space_group else list(rng.permutation(230) + 1)
             for group in groups:
-                z = int(rng.integers(1, request.max_atoms // atoms + 1))
-                counts = {element: n * z for element, n in ratio.items()}
+                counts = cells[int(rng.integers(len(cells)))]
                 sites = sample_wyckoff_assignment(counts, int(group), rng)
-                if sites is None:
+                if sites is None or not realizes_space_group(counts, int(group), sites):
                     continue
                 constraint = Constraint(formula=format_formula(counts), space_group=int(group), wyckoff=sites,
                                         properties=request.properties, generator=self.name)
@@ -58,6 +57,6 @@ class RandomGenerator(ConstraintGenerator):
 
     def _ratio(self, request: GenerationRequest, rng: np.random.Generator) -> dict[str, int]:
         if request.formula is not None:
-            return reduce_counts(request.counts)[0]
+            return request.counts if request.exact_cell else reduce_counts(request.counts)[0]
         amounts = rng.integers(1, self.max_ratio + 1, size=len(request.elements or ()))
         return reduce_counts(dict(zip(request.elements or (), (int(a) for a in amounts))))[0]

@@ -96,6 +96,7 @@ option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non
 @click.option("--formation-energy", help="Target formation energy in eV/atom: a value or an interval.")
 @click.option("--space-group", type=int, help="Fix the space group (1-230); G chooses only the Wyckoff sites.")
 @click.option("--max-atoms", type=int, help="Most atoms per conventional cell [default: 20].")
+@click.option("--exact-cell", is_flag=True, default=None, help="Take the formula as the exact cell content.")
 @click.option("-n", "n", type=int, help="Number of structures [default: 1].")
 @click.option("--top-k", type=int, help="Ranked constraints to use, structures spread over them [default: 1].")
 @option_seed

@@ -30,6 +30,7 @@ class RunConfig(BaseModel):
     formation_energy: str | float | None = None
     space_group: int | None = None
     max_atoms: int = 20
+    exact_cell: bool = False
     n: int = Field(default=1, ge=1)
     top_k: int = Field(default=1, ge=1)
     seed: int = 0
@@ -54,6 +55,7 @@ class RunConfig(BaseModel):
             "properties": properties,
             "space_group": self.space_group,
             "max_atoms": self.max_atoms,
+            "exact_cell": self.exact_cell,
         })
 
 

@@ -15,7 +15,7 @@ from pymatgen.core import Structure
 
 from crystalgf.errors import CrystalGFError, InvalidInputError
 from crystalgf.interfaces import Dataset, DatasetEntry, DatasetReadResult
-from crystalgf.schema import Constraint, PropertyTarget
+from crystalgf.schema import Constraint
 
 PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
     "band_gap": ("band_gap", "ind_gap"),
@@ -61,12 +61,12 @@ class ConstraintTable(Dataset):
             row_id = row.get("id") or f"line {line}"
             try:
                 properties = _properties(row)
-                constraint = Constraint(
-                    formula=row["formula"],
-                    space_group=int(row["space_group"]),
-                    wyckoff=row["wyckoff"],
-                    properties={k: PropertyTarget(name=k, value=v) for k, v in properties.items()},
-                )
+                constraint = Constraint.from_dict({
+                    "formula": row["formula"],
+                    "space_group": int(row["space_group"]),
+                    "wyckoff": row["wyckoff"],
+                    "properties": {k: {"name": k, "value": v} for k, v in properties.items()},
+                })
             except (ValueError, CrystalGFError) as error:
                 result.skipped.append((row_id, _reason(error)))
                 continue

@@ -23,6 +23,7 @@ def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
     }
     space_group = (row.get("space_group") or "").strip()
     max_atoms = (row.get("max_atoms") or "").strip()
+    exact_cell = (row.get("exact_cell") or "").strip().lower() in {"1", "true", "yes"}
     try:
         extra = {
             **({"space_group": int(space_group)} if space_group else {}),
@@ -35,13 +36,14 @@ def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
         "formula": (row.get("formula") or "").strip() or None,
         "elements": (row.get("elements") or "").strip() or None,
         "properties": properties,
+        "exact_cell": exact_cell,
         **extra,
     })
 
 
 def read_requests(path: Path, skip_invalid: bool = False) -> tuple[list[GenerationRequest], Skipped]:
     """Read ``requests.csv`` (columns: ``id``, ``formula`` or ``elements``, optional ``band_gap``,
-    ``formation_energy_per_atom``, ``space_group``, ``max_atoms``)."""
+    ``formation_energy_per_atom``, ``space_group``, ``max_atoms``, ``exact_cell``)."""
     reader = open_csv(path, ())
     columns = set(reader.fieldnames or [])
     if not columns & {"formula", "elements"}:

@@ -15,7 +15,7 @@ from crystalgf.formula import reduce_counts
 from crystalgf.interfaces import ConstraintGenerator, Relaxer, StructureGenerator
 from crystalgf.output import RunOutput
 from crystalgf.schema import Constraint, GeneratedCrystal, GenerationRequest, PluginVersion
-from crystalgf.symmetry.analysis import detect_space_groups
+from crystalgf.symmetry.detect import detect_space_groups
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -43,6 +43,8 @@ def propose_constraints(
 
 def _dishonoured(request: GenerationRequest, constraint: Constraint) -> str | None:
     counts = constraint.counts
+    if request.exact_cell and counts != request.counts:
+        return f"the request asked for exactly the cell {request.formula}"
     if request.formula is not None and reduce_counts(counts)[0] != reduce_counts(request.counts)[0]:
         return f"the request asked for the ratio of {request.formula}"
     if request.elements is not None and set(counts) != set(request.elements):

@@ -15,7 +15,7 @@ from typing import Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crystalgf.errors import InvalidInputError
-from crystalgf.formula import format_formula, parse_elements, parse_formula
+from crystalgf.formula import format_formula, parse_elements, parse_formula, reduce_counts
 from crystalgf.symmetry.assignment import check_wyckoff_assignment
 from crystalgf.symmetry.wyckoff import WyckoffSite, check_space_group, split_label
 
@@ -134,7 +134,8 @@ def _check_properties(properties: dict[str, PropertyTarget]) -> dict[str, Proper
 class GenerationRequest(_Record):
     """What a user asks G for: a formula (ratio fixed) or an element set (ratio free), plus targets.
 
-    In formula mode G may choose the number of formula units per cell (at most ``max_atoms``);
+    In formula mode G may choose the number of formula units per cell (at most ``max_atoms``),
+    unless ``exact_cell`` makes the formula the exact cell content (the method's "full formula");
     ``space_group`` fixes the group, leaving G only the Wyckoff sites.
     """
 
@@ -144,6 +145,7 @@ class GenerationRequest(_Record):
     properties: dict[str, PropertyTarget] = Field(default_factory=dict)
     space_group: int | None = None
     max_atoms: int = 20
+    exact_cell: bool = False
 
     @field_validator("formula")
     @classmethod
@@ -171,6 +173,8 @@ class GenerationRequest(_Record):
     def _check(self) -> Self:
         if (self.formula is None) == (self.elements is None):
             raise InvalidInputError("a request needs exactly one of a formula or an element set")
+        if self.exact_cell and self.formula is None:
+            raise InvalidInputError("exact_cell needs a formula, not an element set")
         if self.max_atoms < 1:
             raise InvalidInputError(f"max_atoms must be at least 1 (got {self.max_atoms})")
         if self.formula is not None and sum(self.counts.values()) > self.max_atoms:
@@ -190,6 +194,15 @@ class GenerationRequest(_Record):
         if self.formula is None:
             raise ValueError("an element-set request has no counts")
         return parse_formula(self.formula)
+
+    def cell_options(self, ratio: dict[str, int] | None = None) -> list[dict[str, int]]:
+        """Cell contents G may choose: the exact cell, or ``ratio`` (default: the reduced formula)
+        times 1, 2, ... formula units up to ``max_atoms`` atoms."""
+        if self.exact_cell:
+            return [self.counts]
+        ratio = ratio or reduce_counts(self.counts)[0]
+        atoms = sum(ratio.values())
+        return [{element: n * z for element, n in ratio.items()} for z in range(1, self.max_atoms // atoms + 1)]
 
     @property
     def composition_text(self) -> str:

@@ -9,6 +9,7 @@ from crystalgf.symmetry.assignment import (
     check_wyckoff_assignment,
     has_wyckoff_assignment,
     iter_wyckoff_assignments,
+    realizes_space_group,
     sample_wyckoff_assignment,
 )
 from crystalgf.symmetry.wyckoff import (
@@ -27,6 +28,7 @@ __all__ = [
     "crystal_system",
     "has_wyckoff_assignment",
     "iter_wyckoff_assignments",
+    "realizes_space_group",
     "sample_wyckoff_assignment",
     "space_group_symbol",
     "wyckoff_position",

@@ -12,11 +12,15 @@ from functools import lru_cache
 from itertools import islice
 
 import numpy as np
+from pymatgen.core import Lattice, Structure
 
 from crystalgf.errors import InvalidInputError
+from crystalgf.symmetry.detect import detect_space_group
 from crystalgf.symmetry.wyckoff import (
     WyckoffPosition,
     WyckoffSite,
+    crystal_system,
+    pyxtal_group,
     space_group_symbol,
     wyckoff_position,
     wyckoff_positions,
@@ -134,3 +138,40 @@ def check_wyckoff_assignment(counts: Mapping[str, int], space_group: int, sites:
             raise InvalidInputError(
                 f"Wyckoff multiplicities of {element} sum to {totals.get(element, 0)}, but the formula has {count}"
             )
+
+
+def realizes_space_group(counts: Mapping[str, int], space_group: int, sites: Sequence[WyckoffSite]) -> bool:
+    """Whether structures with these sites can have exactly this space group, not a higher one.
+
+    Positions with free parameters take generic values, so only an assignment of fixed
+    positions alone can be forced into a supergroup (``Na[8c] Cl[2a] Cl[6b]`` in Im-3m is CsCl
+    in a doubled cell, Pm-3m). That case is built once on a generic lattice and checked with spglib.
+    """
+    positions = {wp.letter: wp for wp in wyckoff_positions(space_group)}
+    if any(positions[site.letter].degrees_of_freedom > 0 for site in sites):
+        return True
+    return _fixed_sites_realize(space_group, tuple(sorted(sites)), tuple(counts))
+
+
+_GENERIC_CELL = {  # lattice parameters without accidental symmetry, per crystal system
+    "triclinic": (4.1, 4.7, 5.3, 79.0, 83.0, 87.0),
+    "monoclinic": (4.1, 4.7, 5.3, 90.0, 97.0, 90.0),
+    "orthorhombic": (4.1, 4.7, 5.3, 90.0, 90.0, 90.0),
+    "tetragonal": (4.1, 4.1, 5.3, 90.0, 90.0, 90.0),
+    "trigonal": (4.1, 4.1, 5.3, 90.0, 90.0, 120.0),
+    "hexagonal": (4.1, 4.1, 5.3, 90.0, 90.0, 120.0),
+    "cubic": (4.1, 4.1, 4.1, 90.0, 90.0, 90.0),
+}
+
+
+@lru_cache(maxsize=4096)
+def _fixed_sites_realize(space_group: int, sites: tuple[WyckoffSite, ...], species: tuple[str, ...]) -> bool:
+    group = pyxtal_group(space_group)
+    lattice = Lattice.from_parameters(*_GENERIC_CELL[crystal_system(space_group)])
+    elements, coordinates = [], []
+    for site in sites:
+        orbit = group.get_wyckoff_position(site.label).apply_ops(np.zeros(3))
+        elements += [site.element] * len(orbit)
+        coordinates += list(np.mod(orbit, 1.0))
+    structure = Structure(lattice, elements, coordinates)
+    return detect_space_group(structure, symprec=1e-3) == space_group

@@ -60,24 +60,25 @@ def check_space_group(space_group: int) -> int:
 
 
 @lru_cache(maxsize=None)
-def _group(space_group: int) -> Group:
+def pyxtal_group(space_group: int) -> Group:
+    """PyXtal's group object (cached), for what this module does not wrap."""
     return Group(check_space_group(space_group))
 
 
 def space_group_symbol(space_group: int) -> str:
     """Hermann-Mauguin symbol, e.g. 221 -> ``Pm-3m``."""
-    return _group(space_group).symbol
+    return pyxtal_group(space_group).symbol
 
 
 def crystal_system(space_group: int) -> str:
     """Crystal system: triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal or cubic."""
-    return _group(space_group).lattice_type
+    return pyxtal_group(space_group).lattice_type
 
 
 @lru_cache(maxsize=None)
 def wyckoff_positions(space_group: int) -> tuple[WyckoffPosition, ...]:
     """All Wyckoff positions of a group, general position first (pyxtal's order)."""
-    group = _group(space_group)
+    group = pyxtal_group(space_group)
     return tuple(
         WyckoffPosition(
             space_group=space_group,

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError
-from crystalgf.formula import format_formula, reduce_counts
+from crystalgf.formula import format_formula
 from crystalgf.hookspecs import hookimpl
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.schema import Constraint, GenerationRequest
-from crystalgf.symmetry import iter_wyckoff_assignments
+from crystalgf.symmetry import iter_wyckoff_assignments, realizes_space_group
 
 
 class HighestSymmetryGenerator(ConstraintGenerator):
-    """For a formula: space groups from 230 down, smallest cell first, first Wyckoff assignment found."""
+    """For a formula: space groups from 230 down, smallest cell first, first assignment that keeps the group."""
 
     name = "highest-symmetry"
     description = "example plugin: highest-numbered space groups that fit the formula"
@@ -24,13 +24,12 @@ class HighestSymmetryGenerator(ConstraintGenerator):
     def _propose(self, request: GenerationRequest, top_k: int) -> list[Constraint]:
         if request.formula is None:
             raise InvalidInputError("G highest-symmetry needs a formula, not an element set")
-        ratio, _ = reduce_counts(request.counts)
         groups = [request.space_group] if request.space_group else range(230, 0, -1)
         found: list[Constraint] = []
         for group in groups:
-            for z in range(1, request.max_atoms // sum(ratio.values()) + 1):
-                counts = {element: n * z for element, n in ratio.items()}
-                sites = next(iter_wyckoff_assignments(counts, group), None)
+            for counts in request.cell_options():
+                sites = next((sites for sites in iter_wyckoff_assignments(counts, group, limit=20)
+                              if realizes_space_group(counts, group, sites)), None)
                 if sites is not None:
                     found.append(Constraint(formula=format_formula(counts), space_group=group, wyckoff=sites,
                                             properties=request.properties, generator=self.name))

@@ -1,0 +1,171 @@
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from ase.io import read as ase_read
+from click.testing import CliRunner
+from pymatgen.core import Composition, Structure
+
+from crystalgf.cli import main
+from crystalgf.manifest import sha256_file
+from crystalgf.symmetry.detect import detect_space_group
+from crystalgf_baselines.prior import PACKAGED_TABLE
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def records(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "results.jsonl").read_text().splitlines()]
+
+
+def test_run_srtio3_end_to_end(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run(["crystalgf", "run", "--g", "prior", "--h", "pyxtal", "--formula", "SrTiO3", "-n", "4",
+                           "-o", str(out)], capture_output=True, text=True, check=True)
+    assert "4 structures" in done.stdout
+    cifs = sorted((out / "structures").glob("*.cif"))
+    assert len(cifs) == 4
+    by_file = {r["structure_file"]: r for r in records(out)}
+    for cif in cifs:
+        structure = Structure.from_file(cif)
+        composition = structure.composition
+        units = composition["Sr"]
+        assert units == int(units) and composition / units == Composition("SrTiO3")
+        record = by_file[f"structures/{cif.name}"]
+        assert detect_space_group(structure, symprec=0.1) == record["constraint"]["space_group"]
+        assert record["space_group_by_symprec"]["0.1"] == record["constraint"]["space_group"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["seed"] == 0 and manifest["structures"] == 4
+    assert manifest["weights"] == {str(PACKAGED_TABLE): sha256_file(PACKAGED_TABLE)}
+    assert {"crystalgf-core", "pyxtal", "pymatgen"} <= set(manifest["versions"])
+    assert manifest["plugins"]["g"]["name"] == "prior" and manifest["plugins"]["h"]["package"] == "crystalgf-baselines"
+
+
+def test_same_seed_same_outputs(tmp_path):
+    runs = {}
+    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
+        assert invoke("run", "--formula", "BaTiO3", "-n", "3", "--top-k", "2", "--seed", seed, "-o", tmp_path / name).exit_code == 0
+        runs[name] = [p.read_text() for p in sorted((tmp_path / name / "structures").glob("*.cif"))]
+        runs[name].append((tmp_path / name / "results.jsonl").read_text())
+    assert runs["a"] == runs["b"]
+    assert runs["a"][0] != runs["c"][0]
+
+
+def test_extxyz_carries_the_constraints(tmp_path):
+    assert invoke("run", "--elements", "Ni-Sc", "-n", "2", "--format", "extxyz", "-o", tmp_path / "x").exit_code == 0
+    frames = ase_read(tmp_path / "x" / "structures.extxyz", index=":")
+    assert len(frames) == 2
+    for frame, record in zip(frames, records(tmp_path / "x")):
+        assert json.loads(frame.info["constraint"]) == record["constraint"]
+        assert set(frame.get_chemical_symbols()) == {"Ni", "Sc"}
+
+
+def test_config_file_with_flags_overriding(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("g: random\nh: pyxtal\nformula: NaCl\nn: 3\nseed: 4\nband_gap: '1.0:2.0'\n")
+    assert invoke("run", "--config", config, "-n", "1", "-o", tmp_path / "o").exit_code == 0
+    [record] = records(tmp_path / "o")
+    assert record["generators"]["g"]["name"] == "random"
+    assert record["constraint"]["properties"]["band_gap"] == {"name": "band_gap", "minimum": 1.0, "maximum": 2.0, "unit": "eV"}
+
+
+def test_constrain_then_generate(tmp_path):
+    requests = tmp_path / "requests.csv"
+    requests.write_text("id,formula,elements,band_gap,formation_energy_per_atom\n"
+                        "sto,SrTiO3,,1.5:2.0,\nnisc,,Ni-Sc,0,-0.4\n")
+    constraints = tmp_path / "constraints.jsonl"
+    assert invoke("constrain", "--g", "prior", "--input", requests, "-o", constraints, "--top-k", "2").exit_code == 0
+    lines = [json.loads(line) for line in constraints.read_text().splitlines()]
+    assert [(line["id"], line["rank"]) for line in lines] == [("sto", 1), ("sto", 2), ("nisc", 1), ("nisc", 2)]
+    assert all({"formula", "space_group", "wyckoff"} <= set(line) for line in lines)
+    assert json.loads((tmp_path / "constraints.jsonl.manifest.json").read_text())["constraints"] == 4
+    assert invoke("generate", "--h", "pyxtal", "--input", constraints, "-n", "2", "-o", tmp_path / "gen").exit_code == 0
+    made = records(tmp_path / "gen")
+    assert len(made) == 8 and made[0]["id"] == "sto-r1-0000"
+    assert all(r["space_group_by_symprec"]["0.1"] == r["constraint"]["space_group"] for r in made)
+
+
+def test_third_party_plugin_is_listed_and_runs(tmp_path):
+    listing = invoke("plugins")
+    assert "highest-symmetry" in listing.output and "crystalgf-example-plugin" in listing.output
+    assert invoke("run", "--g", "highest-symmetry", "--formula", "NaCl", "-n", "2", "-o", tmp_path / "e").exit_code == 0
+    assert all(r["space_group_by_symprec"]["0.1"] == r["constraint"]["space_group"] for r in records(tmp_path / "e"))
+
+
+def test_relax_with_chgnet_keeps_the_space_group(tmp_path):
+    result = invoke("run", "--formula", "NaCl", "--space-group", "225", "--max-atoms", "8", "-n", "1",
+                    "--relax", "chgnet", "-o", tmp_path / "r")
+    assert result.exit_code == 0
+    [record] = records(tmp_path / "r")
+    assert record["energy_per_atom"] < -3.0
+    assert record["space_group_by_symprec"]["0.1"] == 225
+    assert record["generators"]["relax"]["name"] == "chgnet"
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert any(path.endswith(".pth.tar") for path in manifest["weights"])
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+BAD_RUNS = [
+    (["--formula", "Sr(Ti"], "malformed formula"),
+    (["--formula", "XxO2"], "unknown element 'Xx'"),
+    (["--formula", "SrTiO3", "--band-gap", "-0.5"], "band_gap cannot be negative"),
+    (["--formula", "SrTiO3", "--space-group", "231"], "outside 1-230"),
+    (["--formula", "SrTiO3", "--space-group", "230"], "no Wyckoff assignment in space group 230 (Ia-3d)"),
+    (["--formula", "SrTiO3", "--g", "llm-nope"], "unknown constraint generator (G) 'llm-nope'; known: highest-symmetry, prior, random"),
+    (["--formula", "SrTiO3", "--h", "nope"], "unknown structure generator (H) 'nope'; known: pyxtal"),
+    (["--formula", "SrTiO3", "--g-option", "table=/nowhere/prior.json"], "looked in: /nowhere/prior.json"),
+    (["--formula", "SrTiO3", "--g-option", "colour=red"], "has no option 'colour'"),
+]
+
+
+@pytest.mark.parametrize("args, phrase", BAD_RUNS)
+def test_bad_run_input_is_one_line_and_exit_2(tmp_path, args, phrase):
+    out = tmp_path / "out"
+    result = invoke("run", *args, "-o", out)
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert phrase in result.stderr
+    assert not out.exists()
+
+
+BAD_CONSTRAINTS = [
+    ('{"formula": "Sc2Ni6", "space_group": 194, "wyckoff": [["Sc", "2c"], ["Ni", "6z"]]}', "letter 'z' is not in space group 194"),
+    ('{"formula": "Sc2Ni6", "space_group": 194, "wyckoff": [["Sc", "2c"], ["Ni", "4f"]]}', "Ni sum to 4, but the formula has 6"),
+    ('{"formula": "Sc2Ni6", "space_group": 0, "wyckoff": [["Sc", "2c"], ["Ni", "6h"]]}', "outside 1-230"),
+    ('{"formula": "Sc2Ni6", "space_group": 194', "not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("line, phrase", BAD_CONSTRAINTS)
+def test_bad_constraints_name_the_line(tmp_path, line, phrase):
+    good = '{"formula": "Sc2Ni6", "space_group": 194, "wyckoff": [["Sc", "2c"], ["Ni", "6h"]]}'
+    path = write(tmp_path, "c.jsonl", good + "\n" + line + "\n")
+    result = invoke("generate", "--input", path, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and f"c.jsonl line 2: " in result.stderr and phrase in result.stderr
+    assert not (tmp_path / "out").exists()
+    skipping = invoke("generate", "--input", path, "-o", tmp_path / "out", "--skip-invalid")
+    assert skipping.exit_code == 0 and "skipped 1 invalid row" in skipping.stderr
+    assert len(records(tmp_path / "out")) == 1
+
+
+def test_bad_request_rows(tmp_path):
+    path = write(tmp_path, "r.csv", "id,formula\na,NaCl\nb,Na(Cl\nc,KBr\n")
+    result = invoke("constrain", "--input", path, "-o", tmp_path / "c.jsonl")
+    assert result.exit_code == 2 and "r.csv line 3: formula: malformed formula 'Na(Cl'" in result.stderr
+    assert not (tmp_path / "c.jsonl").exists()
+    assert invoke("constrain", "--input", path, "-o", tmp_path / "c.jsonl", "--skip-invalid").exit_code == 0
+    assert [json.loads(line)["id"] for line in (tmp_path / "c.jsonl").read_text().splitlines()] == ["a", "c"]
+
+
+def test_unknown_config_key(tmp_path):
+    config = write(tmp_path, "run.yaml", "formula: NaCl\ncolour: red\n")
+    result = invoke("run", "--config", config, "-o", tmp_path / "o")
+    assert result.exit_code == 2 and "unknown setting 'colour'" in result.stderr

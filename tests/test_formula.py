@@ -1,0 +1,31 @@
+import pytest
+
+from crystalgf.errors import InvalidInputError
+from crystalgf.formula import format_formula, parse_elements, parse_formula, reduce_counts, stoichiometry_pattern
+
+
+def test_parse_formula_keeps_order_and_sums_repeats():
+    assert parse_formula("SrTiO3") == {"Sr": 1, "Ti": 1, "O": 3}
+    assert parse_formula("Ba1Nd1Co2O5") == {"Ba": 1, "Nd": 1, "Co": 2, "O": 5}
+    assert parse_formula("OSrTiO2") == {"O": 3, "Sr": 1, "Ti": 1}
+
+
+@pytest.mark.parametrize("text, phrase", [
+    ("Sr(Ti", "malformed formula"),
+    ("", "malformed formula"),
+    ("sro3", "malformed formula"),
+    ("Sr0O", "count 0"),
+    ("XxO2", "unknown element 'Xx'"),
+])
+def test_parse_formula_rejects(text, phrase):
+    with pytest.raises(InvalidInputError, match=phrase):
+        parse_formula(text)
+
+
+def test_elements_and_patterns():
+    assert parse_elements("Sc-Ni") == ("Ni", "Sc")
+    with pytest.raises(InvalidInputError, match="unknown element 'Qq'"):
+        parse_elements("Ni-Qq")
+    assert reduce_counts({"Sc": 2, "Ni": 6}) == ({"Sc": 1, "Ni": 3}, 2)
+    assert stoichiometry_pattern({"Sr": 4, "Ti": 4, "O": 12}) == "1-1-3"
+    assert format_formula({"Sr": 1, "Ti": 1, "O": 3}) == "Sr1Ti1O3"

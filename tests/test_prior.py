@@ -1,0 +1,68 @@
+import csv
+
+import pytest
+from pymatgen.core import Composition
+
+from crystalgf.datasets import holdout_split
+from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
+from crystalgf.pipeline import propose_constraints
+from crystalgf.plugins import PluginRegistry
+from crystalgf.schema import GenerationRequest
+from crystalgf_baselines.prior import PACKAGED_TABLE
+from crystalgf_baselines.prior_table import PriorTable, fit_prior
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return PluginRegistry.discover()
+
+
+def test_shipped_table_is_reproduced_by_the_fit(constraints_csv):
+    assert fit_prior(constraints_csv).to_json() == PriorTable.load(PACKAGED_TABLE).to_json()
+
+
+def test_prior_never_sees_test_formulas(constraints_csv):
+    table = PriorTable.load(PACKAGED_TABLE)
+    test_formulas = {row["formula"] for row in csv.DictReader(constraints_csv.open())
+                     if holdout_split(Composition(row["formula"]).reduced_formula) == "test"}
+    seen = {formula for counter in table.formulas_by_elements.values() for formula in counter}
+    assert not {Composition(f).reduced_formula for f in test_formulas} & {Composition(f).reduced_formula for f in seen}
+
+
+@pytest.mark.parametrize("g", ["prior", "random"])
+def test_baseline_g_honours_requests(registry, g):
+    generator = registry.create("g", g)
+    requests = [
+        GenerationRequest(request_id="a", formula="SrTiO3", properties={}),
+        GenerationRequest(request_id="b", elements="Ni-Sc"),
+        GenerationRequest(request_id="c", formula="NaCl", space_group=225),
+    ]
+    answers = propose_constraints(generator, requests, top_k=3, seed=1)
+    for request, constraints in zip(requests, answers):
+        assert 1 <= len(constraints) <= 3
+        keys = {(c.cell_formula, c.space_group, tuple(sorted(c.wyckoff_sites))) for c in constraints}
+        assert len(keys) == len(constraints)
+    assert all(c.space_group == 225 for c in answers[2])
+    assert all(set(c.counts) == {"Ni", "Sc"} for c in answers[1])
+    assert answers == propose_constraints(generator, requests, top_k=3, seed=1)
+
+
+def test_prior_ranks_known_patterns_first(registry):
+    ranked = registry.create("g", "prior").generate([GenerationRequest(formula="ScNi3")], top_k=5, seed=0)[0]
+    scores = [c.score for c in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert ranked[0].space_group in {62, 194, 221, 139}
+
+
+def test_impossible_space_group_and_missing_table(registry, tmp_path):
+    with pytest.raises(NoWyckoffAssignmentError, match="no Wyckoff assignment in space group 230"):
+        registry.create("g", "prior").generate([GenerationRequest(formula="SrTiO3", space_group=230)], 1, 0)
+    with pytest.raises(MissingWeightsError, match="looked in: .*nope.json"):
+        registry.create("g", "prior", table=str(tmp_path / "nope.json"))
+
+
+@pytest.mark.parametrize("g", ["prior", "random", "highest-symmetry"])
+def test_exact_cell_requests_keep_the_cell(registry, g):
+    request = GenerationRequest(formula="Sc2Ni6", exact_cell=True)
+    for constraint in registry.create("g", g).generate([request], top_k=3, seed=0)[0]:
+        assert constraint.counts == {"Sc": 2, "Ni": 6}
