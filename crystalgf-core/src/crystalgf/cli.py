@@ -10,6 +10,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,14 @@ stderr = Console(stderr=True, width=_WIDTH)
 
 
 class _Cli(click.Group):
+    """The command group: built-in commands plus those plugins add (``crystalgf_add_commands``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_registry().commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, name) or _registry().commands.get(name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -48,7 +57,9 @@ def main() -> None:
     """CrystalGF: generate crystals under strict constraints, M = H(G(C, P), P)."""
 
 
+@lru_cache(maxsize=1)
 def _registry() -> PluginRegistry:
+    """The plugin registry, discovered once per process; load failures are warned about once."""
     registry = PluginRegistry.discover()
     for broken in registry.broken:
         stderr.print(f"warning: plugin {broken.source!r} ({broken.package}) failed to load: {broken.error}",
@@ -125,7 +136,7 @@ def run(config_path: Path | None, overwrite: bool, **flags: Any) -> None:
     relaxer = relax_plugin.create(**config.relax_options) if relax_plugin else None
     with stderr.status(f"G {config.g}: proposing constraints for {request.composition_text}"):
         constraints = propose_constraints(generator, [request], config.top_k, config.seed)[0]
-    jobs = jobs_for_constraints([(request.request_id, constraints)], config.n, config.seed)
+    jobs = jobs_for_constraints([(request.request_id, constraints)], config.n, config.seed, [request])
     used = {"g": g_plugin, "h": h_plugin, **({"relax": relax_plugin} if relax_plugin else {})}
     instances = [generator, structure_generator, *([relaxer] if relaxer else [])]
     summary = _generate(jobs, structure_generator, relaxer, used, instances, config.output, config.format,

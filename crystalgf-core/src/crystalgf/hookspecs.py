@@ -13,6 +13,7 @@ be registered once across all installed packages.
 
 from __future__ import annotations
 
+import click
 import pluggy
 
 from crystalgf.interfaces import (
@@ -64,3 +65,11 @@ def crystalgf_add_evaluators() -> list[type[Evaluator]]:
 @hookspec
 def crystalgf_add_datasets() -> list[type[Dataset]]:
     """Return the dataset readers this plugin provides."""
+
+
+@hookspec
+def crystalgf_add_commands() -> list[click.Command]:
+    """Return extra ``crystalgf`` subcommands (click commands), e.g. ``crystalgf evaluate``.
+
+    Called when the command line starts; a name already taken is reported and skipped.
+    """

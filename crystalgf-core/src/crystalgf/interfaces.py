@@ -9,10 +9,10 @@ files it loaded in :meth:`Plugin.weights_files` so that a run's manifest can has
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from pymatgen.core import Structure
 
@@ -83,15 +83,42 @@ class PropertyPredictor(Plugin):
         """The predicted property of each structure, in ``unit``."""
 
 
+@dataclass
+class EvaluationBatch:
+    """What evaluators judge: structures with ids, their records (where they came from a run) and
+    an optional reference set with its properties (e.g. DFT labels)."""
+
+    ids: list[str]
+    structures: list[Structure]
+    records: list[GeneratedCrystal | None]
+    reference_ids: list[str] = field(default_factory=list)
+    reference: list[Structure] = field(default_factory=list)
+    reference_properties: list[dict[str, float]] = field(default_factory=list)
+
+
+class EvaluationServices(Protocol):
+    """Shared, cached services an evaluator may use (provided by ``crystalgf evaluate``)."""
+
+    def predict(self, property_name: str, ids: Sequence[str], structures: Sequence[Structure]) -> list[float] | None:
+        """Predicted property per structure, or ``None`` when no predictor for it is installed."""
+
+    def relax(self, ids: Sequence[str], structures: Sequence[Structure]) -> list[Relaxation]:
+        """Relaxed structures and energies (cached per structure)."""
+
+    def progress(self, items: Sequence[Any], description: str) -> Iterable[Any]:
+        """Iterate over ``items`` showing a progress bar."""
+
+
+class NotApplicable(Exception):
+    """Raised by an evaluator when the batch lacks what it needs (reference, constraints, a predictor)."""
+
+
 class Evaluator(Plugin):
-    """A metric over a batch of generated crystals, optionally against reference structures."""
+    """A metric over a batch of structures; returns ``{"summary": {...}, "per_structure": {id: {...}}}``."""
 
     @abstractmethod
-    def evaluate(
-        self, records: Sequence[GeneratedCrystal], structures: Sequence[Structure],
-        reference: Sequence[Structure] | None = None,
-    ) -> dict[str, Any]:
-        """Named numbers (and per-item details) for the batch; ``structures`` align with ``records``."""
+    def evaluate(self, batch: EvaluationBatch, services: EvaluationServices) -> dict[str, Any]:
+        """Judge the batch; raise :class:`NotApplicable` (with the reason) if it cannot."""
 
 
 @dataclass

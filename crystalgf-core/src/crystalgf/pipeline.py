@@ -58,11 +58,13 @@ def _dishonoured(request: GenerationRequest, constraint: Constraint) -> str | No
 
 @dataclass
 class StructureJob:
-    """One structure to build: its record id, constraint and seed."""
+    """One structure to build: its record id, the request or item it answers, constraint and seed."""
 
     record_id: str
+    request_id: str
     constraint: Constraint
     seed: int
+    request: GenerationRequest | None = None
 
 
 @dataclass
@@ -100,6 +102,8 @@ def build_structures(
             composition = structure.composition
             record = GeneratedCrystal(
                 id=job.record_id,
+                request_id=job.request_id,
+                request=job.request,
                 constraint=job.constraint,
                 structure_file=structure_file,
                 structure_index=index,
@@ -118,13 +122,15 @@ def build_structures(
 
 
 def jobs_for_constraints(
-    items: Sequence[tuple[str, Sequence[Constraint]]], per_item: int, seed: int
+    items: Sequence[tuple[str, Sequence[Constraint]]], per_item: int, seed: int,
+    requests: Sequence[GenerationRequest] | None = None,
 ) -> list[StructureJob]:
     """``per_item`` structures for each (id, ranked constraints), spread round-robin over the ranks."""
     jobs = []
     for item_index, (item_id, constraints) in enumerate(items):
+        request = requests[item_index] if requests else None
         for k in range(per_item):
             constraint = constraints[k % len(constraints)]
-            jobs.append(StructureJob(f"{item_id}-{k:04d}", constraint, derive_seed(seed, item_index, k)))
+            jobs.append(StructureJob(f"{item_id}-{k:04d}", item_id, constraint, derive_seed(seed, item_index, k), request))
     return jobs
 

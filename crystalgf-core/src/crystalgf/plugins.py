@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
+import click
 import pluggy
 
 from crystalgf import hookspecs
@@ -99,6 +100,16 @@ class PluginRegistry:
             packages[name] = (package, version)
         for kind in KINDS:
             self._collect(kind, packages)
+        self.commands: dict[str, click.Command] = {}
+        for impl in reversed(self._manager.hook.crystalgf_add_commands.get_hookimpls()):
+            package = packages.get(impl.plugin_name, ("?", "?"))[0]
+            try:
+                for command in impl.function() or []:
+                    if command.name in self.commands:
+                        raise ValueError(f"command {command.name!r} is already registered")
+                    self.commands[command.name] = command
+            except Exception as error:  # noqa: BLE001
+                self.broken.append(BrokenPlugin(impl.plugin_name, package, _describe(error)))
 
     @classmethod
     def discover(cls) -> PluginRegistry:

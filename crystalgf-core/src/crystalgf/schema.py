@@ -297,11 +297,15 @@ class PluginVersion(_Record):
 class GeneratedCrystal(_Record):
     """One generated structure with the constraint it came from and how it was made.
 
+    ``request_id`` names the request or constraint line it answers (the key for pairing with
+    ground truth); ``request`` is the request itself where G ran in the same job.
     ``space_group_by_symprec`` maps spglib tolerances (``"0.1"``, ``"0.01"``) to the detected
     international number (``None`` where spglib found none).
     """
 
     id: str
+    request_id: str
+    request: GenerationRequest | None = None
     constraint: Constraint
     structure_file: str
     structure_index: int = 0

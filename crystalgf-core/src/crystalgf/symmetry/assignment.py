@@ -7,6 +7,7 @@ orbits at different parameter values, of the same or of different elements.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from functools import lru_cache
 from itertools import islice
@@ -20,6 +21,7 @@ from crystalgf.symmetry.wyckoff import (
     WyckoffPosition,
     WyckoffSite,
     crystal_system,
+    equivalent_letter_maps,
     pyxtal_group,
     space_group_symbol,
     wyckoff_position,
@@ -175,3 +177,14 @@ def _fixed_sites_realize(space_group: int, sites: tuple[WyckoffSite, ...], speci
         coordinates += list(np.mod(orbit, 1.0))
     structure = Structure(lattice, elements, coordinates)
     return detect_space_group(structure, symprec=1e-3) == space_group
+
+
+def same_wyckoff_sites(space_group: int, first: Sequence[WyckoffSite], second: Sequence[WyckoffSite]) -> bool:
+    """Whether two site lists are the same multiset of (element, label), up to the group's
+    equivalent relabellings (:func:`~crystalgf.symmetry.wyckoff.equivalent_letter_maps`)."""
+    target = Counter(second)
+    for mapping in equivalent_letter_maps(space_group):
+        relabelled = Counter(WyckoffSite(s.element, f"{s.multiplicity}{mapping[s.letter]}") for s in first)
+        if relabelled == target:
+            return True
+    return False
