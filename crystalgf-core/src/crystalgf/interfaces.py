@@ -9,7 +9,7 @@ files it loaded in :meth:`Plugin.weights_files` so that a run's manifest can has
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -107,6 +107,10 @@ class EvaluationServices(Protocol):
 
     def progress(self, items: Sequence[Any], description: str) -> Iterable[Any]:
         """Iterate over ``items`` showing a progress bar."""
+
+    def cached(self, kind: str, structures: Sequence[Structure],
+               compute: Callable[[Sequence[Structure]], list[Any]]) -> list[Any]:
+        """``compute`` (a JSON-serialisable value per structure), computed once per structure and ``kind``."""
 
 
 class NotApplicable(Exception):

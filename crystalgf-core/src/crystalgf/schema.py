@@ -112,11 +112,15 @@ class PropertyTarget(_Record):
             return self.value
         return (self.minimum + self.maximum) / 2  # type: ignore[operator]
 
-    def contains(self, x: float, tolerance: float = 0.0) -> bool:
-        """Whether ``x`` hits the target: within ``tolerance`` of the value, or of the interval."""
+    def distance(self, x: float) -> float:
+        """How far ``x`` is from the target: from the value, or from the interval (0 inside)."""
         low = self.value if self.value is not None else self.minimum
         high = self.value if self.value is not None else self.maximum
-        return low - tolerance <= x <= high + tolerance  # type: ignore[operator]
+        return max(low - x, x - high, 0.0)  # type: ignore[operator]
+
+    def contains(self, x: float, tolerance: float = 0.0) -> bool:
+        """Whether ``x`` hits the target: within ``tolerance`` of the value, or of the interval."""
+        return self.distance(x) <= tolerance
 
     def __str__(self) -> str:
         if self.value is not None:

@@ -62,5 +62,6 @@ class ChgnetRelaxer(Relaxer):
                 energy = float(atoms.get_potential_energy()) / len(atoms)
                 atoms.set_constraint()
                 relaxed = AseAtomsAdaptor.get_structure(atoms)
+            relaxed = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)  # no calculator arrays
             results.append(Relaxation(structure=relaxed, energy_per_atom=energy, steps=optimizer.nsteps))
         return results

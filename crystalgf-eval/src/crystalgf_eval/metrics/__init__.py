@@ -1,0 +1,1 @@
+"""The method's metrics, each an evaluator plugin."""

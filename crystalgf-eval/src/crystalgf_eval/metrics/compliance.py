@@ -1,0 +1,63 @@
+"""Request compliance: did each structure get the composition, space group and Wyckoff sites it was asked for?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymatgen.core import Composition
+
+from crystalgf.errors import CrystalGFError
+from crystalgf.interfaces import EvaluationBatch, EvaluationServices, Evaluator, NotApplicable
+from crystalgf.schema import GeneratedCrystal
+from crystalgf.symmetry import same_wyckoff_sites
+from crystalgf.symmetry.analysis import constraint_from_structure
+from crystalgf.symmetry.detect import detect_space_group
+
+SYMPRECS = (0.1, 0.01, 0.001)
+
+
+def composition_complies(record: GeneratedCrystal, composition: Composition) -> bool:
+    """Formula mode: the requested ratio (or exact cell); element mode: the requested element set;
+    without a request: the constraint's cell formula."""
+    request = record.request
+    if request is None:
+        return composition == Composition(record.constraint.counts)
+    if request.elements is not None:
+        return {el.symbol for el in composition.elements} == set(request.elements)
+    if request.exact_cell:
+        return composition == Composition(request.counts)
+    return composition.reduced_composition == Composition(request.counts).reduced_composition
+
+
+class Compliance(Evaluator):
+    """Per structure: composition as requested, space group as constrained (spglib at symprec
+    0.1, 0.01, 0.001 Å) and Wyckoff sites as constrained (at 0.01 Å, up to equivalent relabelling)."""
+
+    name = "compliance"
+    description = "composition, space group (symprec 0.1/0.01/0.001) and Wyckoff sites as requested"
+
+    def evaluate(self, batch: EvaluationBatch, services: EvaluationServices) -> dict[str, Any]:
+        items = [(i, s, r) for i, s, r in zip(batch.ids, batch.structures, batch.records) if r is not None]
+        if not items:
+            raise NotApplicable("needs generated records with constraints (a run directory)")
+        per: dict[str, Any] = {}
+        for item_id, structure, record in services.progress(items, "compliance"):
+            constraint = record.constraint
+            result: dict[str, Any] = {
+                "composition": composition_complies(record, structure.composition),
+                "exact_cell": structure.composition == Composition(constraint.counts),
+            }
+            for symprec in SYMPRECS:
+                result[f"space_group@{symprec}"] = detect_space_group(structure, symprec) == constraint.space_group
+            try:
+                found = constraint_from_structure(structure, symprec=0.01)
+                result["wyckoff"] = (found.space_group == constraint.space_group and
+                                     same_wyckoff_sites(constraint.space_group, found.wyckoff_sites,
+                                                        constraint.wyckoff_sites))
+            except CrystalGFError:
+                result["wyckoff"] = False
+            result["all"] = result["composition"] and result["space_group@0.1"] and result["wyckoff"]
+            per[item_id] = result
+        keys = next(iter(per.values())).keys()
+        return {"summary": {key: sum(p[key] for p in per.values()) / len(per) for key in keys} | {"structures": len(per)},
+                "per_structure": per}

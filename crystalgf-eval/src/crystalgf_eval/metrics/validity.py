@@ -1,0 +1,54 @@
+"""Validity as in CDVAE: structural (distances, volume) and compositional (SMACT)."""
+
+from __future__ import annotations
+
+import warnings
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from pymatgen.core import Structure
+
+from crystalgf.interfaces import EvaluationBatch, EvaluationServices, Evaluator
+
+MIN_DISTANCE = 0.5  # Å
+MIN_VOLUME = 0.1  # Å^3
+
+
+def structure_valid(structure: Structure) -> bool:
+    """Every interatomic distance (periodic images included, self-images excluded) > 0.5 Å and volume > 0.1 Å^3."""
+    if structure.volume <= MIN_VOLUME:
+        return False
+    if len(structure) == 1:
+        return True
+    distances = structure.distance_matrix + np.eye(len(structure)) * (MIN_DISTANCE + 10.0)
+    return bool(distances.min() > MIN_DISTANCE)
+
+
+@lru_cache(maxsize=65536)
+def composition_valid(formula: str) -> bool:
+    """SMACT charge neutrality with the Pauling electronegativity test (alloys count as valid), as CDVAE."""
+    from smact.screening import smact_validity
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return bool(smact_validity(formula, use_pauling_test=True, include_alloys=True))
+
+
+class Validity(Evaluator):
+    """Structural and compositional validity per structure and as fractions."""
+
+    name = "validity"
+    description = "structural (distances > 0.5 Å, volume > 0.1 Å^3) and SMACT compositional validity"
+
+    def evaluate(self, batch: EvaluationBatch, services: EvaluationServices) -> dict[str, Any]:
+        per = {}
+        for item_id, structure in zip(batch.ids, batch.structures):
+            structural = structure_valid(structure)
+            compositional = composition_valid(structure.composition.reduced_formula)
+            per[item_id] = {"structural": structural, "compositional": compositional,
+                            "valid": structural and compositional}
+        n = len(per)
+        return {"summary": {key: sum(p[key] for p in per.values()) / n
+                            for key in ("structural", "compositional", "valid")} | {"structures": n},
+                "per_structure": per}
