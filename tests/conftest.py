@@ -10,6 +10,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("CRYSTALGF_SHARED_DATA", REPO.parent / "shared" / "data"))
+MODELS = DATA.parent / "models" / "matgl"
+ELEMENTAL_REFERENCES = DATA / "mp_reference" / "2023-02-07-mp-elemental-reference-entries.json.gz"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,6 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
             f"the shared data is missing at {DATA}: the tests read real data; "
             "set CRYSTALGF_SHARED_DATA to the folder holding perov_5/, mp_20_sample/, crystalgf_constraints/"
         )
+    # The real matgl weights and MP elemental references from ../shared, offline.
+    os.environ["CRYSTALGF_MATGL_MODELS"] = str(MODELS)
+    os.environ["CRYSTALGF_ELEMENTAL_REFERENCES"] = str(ELEMENTAL_REFERENCES)
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +35,17 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def constraints_csv() -> Path:
     return DATA / "crystalgf_constraints" / "constraints.csv"
+
+
+@pytest.fixture(scope="session")
+def perov_subset(tmp_path_factory) -> Path:
+    """The first 40 Perov-5 test rows as a CSV of their own (read at test time, never committed)."""
+    import csv
+
+    rows = list(csv.DictReader((DATA / "perov_5" / "test.csv").open()))[:40]
+    path = tmp_path_factory.mktemp("perov") / "perov_test_40.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
@@ -55,17 +55,20 @@ class StabilityUniquenessNovelty(Evaluator):
 
         structure_matcher = matcher()
         per: dict[str, Any] = {}
-        kept: list[Any] = []
+        kept: dict[str, list[Any]] = defaultdict(list)
+        known: dict[str, list[Any]] = defaultdict(list)
+        for r in reference:
+            known[r.structure.composition.reduced_formula].append(r.structure)
         for item_id, relaxation in services.progress(list(zip(batch.ids, relaxed)), "S.U.N."):
             structure = relaxation.structure
             entry = PDEntry(structure.composition, relaxation.energy_per_atom * len(structure))
             chemical_system = frozenset(el.symbol for el in structure.composition.elements)
             e_hull = float(hull_of(chemical_system).get_decomp_and_e_above_hull(entry, allow_negative=True)[1])
-            unique = not any(structure_matcher.fit(structure, other) for other in kept)
+            formula = structure.composition.reduced_formula
+            unique = not any(structure_matcher.fit(structure, other) for other in kept[formula])
             if unique:
-                kept.append(structure)
-            novel = not any(structure_matcher.fit(structure, r.structure) for r in reference
-                            if r.structure.composition.reduced_composition == structure.composition.reduced_composition)
+                kept[formula].append(structure)
+            novel = not any(structure_matcher.fit(structure, other) for other in known[formula])
             group = detect_space_group(structure, 0.1) or 1
             stable = e_hull <= self.stable_threshold
             per[item_id] = {"e_above_hull": e_hull, "stable": stable, "unique": unique, "novel": novel,
