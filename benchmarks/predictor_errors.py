@@ -24,8 +24,8 @@ from crystalgf.manifest import now, package_versions
 from crystalgf.plugins import PluginRegistry
 
 RESULTS = Path(__file__).parent / "results"
-PREDICTORS = {"megnet-bandgap": "band_gap", "megnet-eform": "formation_energy_per_atom",
-              "m3gnet-eform": "formation_energy_per_atom"}
+PREDICTORS = {("megnet-bandgap", "pbe"): "band_gap", ("megnet-bandgap", "gllb-sc"): "band_gap",
+              ("megnet-eform", None): "formation_energy_per_atom", ("m3gnet-eform", None): "formation_energy_per_atom"}
 
 
 def main() -> None:
@@ -40,16 +40,19 @@ def main() -> None:
     sets[f"perov_5 test ({args.perov_rows} of {len(perov)})"] = random.Random(args.seed).sample(perov, args.perov_rows)
     registry = PluginRegistry.discover()
     rows = []
-    for predictor_name, prop in PREDICTORS.items():
-        predictor = registry.create("predictor", predictor_name)
+    for (predictor_name, fidelity), prop in PREDICTORS.items():
+        predictor = registry.create("predictor", predictor_name, **({"fidelity": fidelity} if fidelity else {}))
+        label = f"{predictor_name} ({fidelity})" if fidelity else predictor_name
         for set_name, entries in sets.items():
             labelled = [e for e in entries if prop in e.properties]
             started = time.perf_counter()
-            predicted = np.array(predictor.predict([e.structure for e in labelled]))
+            raw = predictor.predict([e.structure for e in labelled])
             seconds = time.perf_counter() - started
-            truth = np.array([e.properties[prop] for e in labelled])
+            kept = [(p, e.properties[prop]) for p, e in zip(raw, labelled) if p is not None]
+            predicted, truth = np.array([p for p, _ in kept]), np.array([t for _, t in kept])
             errors = predicted - truth
-            rows.append({"predictor": predictor_name, "property": prop, "data": set_name, "n": len(labelled),
+            rows.append({"predictor": label, "property": prop, "data": set_name, "n": len(labelled),
+                         "unpredicted": len(labelled) - len(kept),
                          "mae": float(np.mean(np.abs(errors))), "median_abs_error": float(np.median(np.abs(errors))),
                          "mean_error": float(np.mean(errors)), "pearson_r": float(np.corrcoef(predicted, truth)[0, 1]),
                          "within_0.05": float(np.mean(np.abs(errors) < 0.05)),
@@ -61,9 +64,9 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "predictor_errors.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Property predictors against DFT labels", "", f"{report['date']}, {report['hardware']}, seed {args.seed}", "",
-             "| predictor | data | n | MAE | median abs. error | mean error | Pearson r | within 0.05 | s/structure |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['predictor']} | {r['data']} | {r['n']} | {r['mae']:.3f} | {r['median_abs_error']:.3f} | "
+             "| predictor | data | n | no prediction | MAE | median abs. error | mean error | Pearson r | within 0.05 | s/structure |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['predictor']} | {r['data']} | {r['n']} | {r['unpredicted']} | {r['mae']:.3f} | {r['median_abs_error']:.3f} | "
               f"{r['mean_error']:+.3f} | {r['pearson_r']:.3f} | {r['within_0.05']:.1%} | {r['seconds_per_structure']:.3f} |"
               for r in rows]
     (RESULTS / "predictor_errors.md").write_text("\n".join(lines) + "\n")

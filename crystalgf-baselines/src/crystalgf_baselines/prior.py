@@ -63,46 +63,48 @@ class PriorGenerator(ConstraintGenerator):
             ratios = [(request.counts if request.exact_cell else reduce_counts(request.counts)[0], 0.0)]
         else:
             ratios = self._ratios(request.elements or (), request.max_atoms)
-        scored: list[tuple[float, Constraint]] = []
+        scored: list[tuple[float, float, Constraint]] = []
         for ratio, ratio_score in ratios:
-            for score, constraint in self._rank_formula(ratio, request, top_k):
-                scored.append((score + ratio_score, constraint))
+            for score, site_score, constraint in self._rank_formula(ratio, request, top_k):
+                scored.append((score + ratio_score, site_score, constraint))
         if not scored:
             where = f" in space group {request.space_group} ({space_group_symbol(request.space_group)})" \
                 if request.space_group else ""
             raise NoWyckoffAssignmentError(
                 f"{request.composition_text} has no Wyckoff assignment{where} with at most {request.max_atoms} atoms per cell"
             )
-        scored.sort(key=lambda item: -item[0])
+        scored.sort(key=lambda item: (-item[0], -item[1]))
         unique: dict[tuple, Constraint] = {}
-        for score, constraint in scored:
+        for score, _, constraint in scored:
             key = (constraint.cell_formula, constraint.space_group, tuple(sorted(constraint.wyckoff_sites)))
             unique.setdefault(key, constraint.model_copy(update={"score": round(score, 4)}))
         return list(unique.values())[:top_k]
 
-    def _rank_formula(self, ratio: dict[str, int], request: GenerationRequest, top_k: int) -> list[tuple[float, Constraint]]:
+    def _rank_formula(self, ratio: dict[str, int], request: GenerationRequest,
+                      top_k: int) -> list[tuple[float, float, Constraint]]:
+        """(log P(group, cell), log P(sites | group), constraint) for the best assignments of the most
+        likely groups: groups are ranked by their own probability, sites only order within a group."""
         pattern = stoichiometry_pattern(ratio)
         cells = request.cell_options(ratio)
         groups = [request.space_group] if request.space_group else self._ranked_groups(pattern, len(ratio))
-        found: list[tuple[float, Constraint]] = []
+        found: list[tuple[float, float, Constraint]] = []
         feasible_groups = 0
         for group in groups:
-            in_group: list[tuple[float, Constraint]] = []
+            in_group: list[tuple[float, float, Constraint]] = []
+            preference = self.prior.letter_preference(group)
             for counts in cells:
-                z = reduce_counts(counts)[1] // reduce_counts(ratio)[1]
-                preference = self.prior.letter_preference(group)
+                z = reduce_counts(counts)[1]
+                score = self._log_p_group(pattern, len(ratio), group) + self._log_p_formula_units(group, z)
                 for sites in iter_wyckoff_assignments(counts, group, preference=preference,
                                                       limit=self.assignments_per_group):
                     if not realizes_space_group(counts, group, sites):
                         continue
-                    score = (self._log_p_group(pattern, len(ratio), group)
-                             + self._log_p_formula_units(group, z)
-                             + sum(self._log_p_letter(group, site.letter) for site in sites))
-                    in_group.append((score, Constraint(formula=format_formula(counts), space_group=group,
-                                                       wyckoff=sites, properties=request.properties,
-                                                       generator=self.name)))
+                    site_score = sum(self._log_p_letter(group, site.letter) for site in sites)
+                    in_group.append((score, site_score, Constraint(formula=format_formula(counts), space_group=group,
+                                                                   wyckoff=sites, properties=request.properties,
+                                                                   generator=self.name)))
             if in_group:
-                in_group.sort(key=lambda item: -item[0])
+                in_group.sort(key=lambda item: (-item[0], -item[1]))
                 found.extend(in_group[:top_k])
                 feasible_groups += 1
                 if feasible_groups >= max(self.groups_per_request, top_k):

@@ -79,8 +79,8 @@ class PropertyPredictor(Plugin):
     unit: ClassVar[str]
 
     @abstractmethod
-    def predict(self, structures: Sequence[Structure]) -> list[float]:
-        """The predicted property of each structure, in ``unit``."""
+    def predict(self, structures: Sequence[Structure]) -> list[float | None]:
+        """The predicted property of each structure, in ``unit`` (``None`` where the model cannot tell)."""
 
 
 @dataclass
@@ -99,8 +99,10 @@ class EvaluationBatch:
 class EvaluationServices(Protocol):
     """Shared, cached services an evaluator may use (provided by ``crystalgf evaluate``)."""
 
-    def predict(self, property_name: str, ids: Sequence[str], structures: Sequence[Structure]) -> list[float] | None:
-        """Predicted property per structure, or ``None`` when no predictor for it is installed."""
+    def predict(self, property_name: str, ids: Sequence[str],
+                structures: Sequence[Structure]) -> list[float | None] | None:
+        """Predicted property per structure (``None`` items where the model cannot tell), or ``None``
+        when no predictor for the property is installed."""
 
     def relax(self, ids: Sequence[str], structures: Sequence[Structure]) -> list[Relaxation]:
         """Relaxed structures and energies (cached per structure)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 
 from pymatgen.core import Structure
 
-from crystalgf.errors import MissingWeightsError
+from crystalgf.errors import InvalidInputError, MissingWeightsError
 from crystalgf.interfaces import PropertyPredictor
 
 ENVIRONMENT_VARIABLE = "CRYSTALGF_MATGL_MODELS"
@@ -66,27 +67,37 @@ class MatglPredictor(PropertyPredictor):
     def _predict_one(self, structure: Structure) -> float:
         return float(self._model.predict_structure(structure))
 
-    def predict(self, structures: Sequence[Structure]) -> list[float]:
+    def predict(self, structures: Sequence[Structure]) -> list[float | None]:
+        """Predictions; ``None`` where the model returns no finite number (e.g. a graph without edges)."""
         import torch
 
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return [self._predict_one(structure) for structure in structures]
+            values = [self._predict_one(structure) for structure in structures]
+        return [value if math.isfinite(value) else None for value in values]
 
 
 class MegnetBandGap(MatglPredictor):
-    """MEGNet multi-fidelity band gap at PBE fidelity (state 0), eV."""
+    """MEGNet multi-fidelity band gap, eV, at one fidelity: ``pbe`` (default), ``gllb-sc``, ``hse`` or ``scan``."""
 
     name = "megnet-bandgap"
-    description = "MEGNet-MP-2019.4.1-BandGap-mfi (matgl), PBE fidelity, eV"
+    description = "MEGNet-MP-2019.4.1-BandGap-mfi (matgl), PBE fidelity by default, eV"
     property_name = "band_gap"
     unit = "eV"
     model_name = "MEGNet-MP-2019.4.1-BandGap-mfi"
+    FIDELITIES: ClassVar[dict[str, int]] = {"pbe": 0, "gllb-sc": 1, "hse": 2, "scan": 3}
+
+    def __init__(self, model_dir: str | None = None, fidelity: str = "pbe"):
+        if fidelity not in self.FIDELITIES:
+            raise InvalidInputError(f"unknown band-gap fidelity {fidelity!r}; known: {', '.join(self.FIDELITIES)}")
+        super().__init__(model_dir)
+        self.fidelity = fidelity
 
     def _predict_one(self, structure: Structure) -> float:
         import torch
 
-        return float(self._model.predict_structure(structure, state_attr=torch.tensor([0])))
+        state = torch.tensor([self.FIDELITIES[self.fidelity]])
+        return float(self._model.predict_structure(structure, state_attr=state))
 
 
 class MegnetFormationEnergy(MatglPredictor):
@@ -145,7 +156,7 @@ class ChgnetEnergy(PropertyPredictor):
         with contextlib.redirect_stdout(io.StringIO()):
             return CHGNet.load(verbose=False, use_device="cpu")
 
-    def predict(self, structures: Sequence[Structure]) -> list[float]:
+    def predict(self, structures: Sequence[Structure]) -> list[float | None]:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             predictions = self._model.predict_structure(list(structures), task="e", batch_size=16)

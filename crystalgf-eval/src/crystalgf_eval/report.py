@@ -37,7 +37,8 @@ def evaluate_batch(batch: EvaluationBatch, evaluators: dict[str, Evaluator], ser
         errors: dict[str, list[float]] = {}
         for values in targeting["per_structure"].values():
             for prop, result in values.items():
-                errors.setdefault(prop, []).append(result["error"])
+                if result["error"] is not None:
+                    errors.setdefault(prop, []).append(result["error"])
         if errors:
             plots.error_histograms(errors, directory / "property_errors.png")
             report["figures"].append("property_errors.png")

@@ -36,6 +36,7 @@ class PropertyDistributions(Evaluator):
             summary["wdist_formation_energy"] = None
             summary["note"] = "no formation-energy predictor installed"
         else:
-            summary["wdist_formation_energy"] = wasserstein_distance(generated, reference)
+            summary["wdist_formation_energy"] = wasserstein_distance([x for x in generated if x is not None],
+                                                                     [x for x in reference if x is not None])
         summary["valid_generated"] = len(valid)
         return {"summary": summary, "per_structure": {}}

@@ -33,9 +33,12 @@ class PropertyTargeting(Evaluator):
                 continue
             errors = []
             for (item_id, _, target), value in zip(items, predicted):
-                error = target.distance(value)
-                errors.append(error)
+                error = None if value is None else target.distance(value)
+                if error is not None:
+                    errors.append(error)
                 per[item_id][name] = {"predicted": value, "target": str(target), "error": error}
-            summary[name] = {"structures": len(errors), "mae_to_target": sum(errors) / len(errors),
-                             **{f"hit@{tol}": sum(e < tol for e in errors) / len(errors) for tol in TOLERANCES}}
+            # A structure the predictor cannot judge counts as a miss.
+            summary[name] = {"structures": len(items), "unpredicted": len(items) - len(errors),
+                             "mae_to_target": sum(errors) / len(errors) if errors else None,
+                             **{f"hit@{tol}": sum(e < tol for e in errors) / len(items) for tol in TOLERANCES}}
         return {"summary": summary, "per_structure": per}
