@@ -57,6 +57,21 @@ def main() -> None:
     """CrystalGF: generate crystals under strict constraints, M = H(G(C, P), P)."""
 
 
+class _TrainGroup(click.Group):
+    """``crystalgf train h|g``: subcommands come from plugins (``crystalgf_add_train_commands``)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_registry().train_commands)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return _registry().train_commands.get(name)
+
+
+@main.group(cls=_TrainGroup)
+def train() -> None:
+    """Train a constraint generator (g) or a structure generator (h)."""
+
+
 @lru_cache(maxsize=1)
 def _registry() -> PluginRegistry:
     """The plugin registry, discovered once per process; load failures are warned about once."""

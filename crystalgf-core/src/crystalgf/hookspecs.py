@@ -73,3 +73,8 @@ def crystalgf_add_commands() -> list[click.Command]:
 
     Called when the command line starts; a name already taken is reported and skipped.
     """
+
+
+@hookspec
+def crystalgf_add_train_commands() -> list[click.Command]:
+    """Return ``crystalgf train`` subcommands, e.g. ``h`` (a structure generator) or ``g``."""

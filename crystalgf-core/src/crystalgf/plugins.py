@@ -100,16 +100,21 @@ class PluginRegistry:
             packages[name] = (package, version)
         for kind in KINDS:
             self._collect(kind, packages)
-        self.commands: dict[str, click.Command] = {}
-        for impl in reversed(self._manager.hook.crystalgf_add_commands.get_hookimpls()):
+        self.commands = self._collect_commands("crystalgf_add_commands", packages)
+        self.train_commands = self._collect_commands("crystalgf_add_train_commands", packages)
+
+    def _collect_commands(self, hook_name: str, packages: dict[str, tuple[str, str]]) -> dict[str, click.Command]:
+        commands: dict[str, click.Command] = {}
+        for impl in reversed(getattr(self._manager.hook, hook_name).get_hookimpls()):
             package = packages.get(impl.plugin_name, ("?", "?"))[0]
             try:
                 for command in impl.function() or []:
-                    if command.name in self.commands:
+                    if command.name in commands:
                         raise ValueError(f"command {command.name!r} is already registered")
-                    self.commands[command.name] = command
-            except Exception as error:  # noqa: BLE001
+                    commands[command.name] = command
+            except Exception as error:  # noqa: BLE001 - a bad plugin must not break the others
                 self.broken.append(BrokenPlugin(impl.plugin_name, package, _describe(error)))
+        return commands
 
     @classmethod
     def discover(cls) -> PluginRegistry:

@@ -1,0 +1,63 @@
+"""``crystalgf train h``: train the diffusion H on structure CSVs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from crystalgf.errors import InvalidInputError
+from crystalgf.output import check_output_directory
+from crystalgf_diffusion.dataset import PROPERTY_CHOICES, load_samples
+from crystalgf_diffusion.model import DenoiserConfig
+from crystalgf_diffusion.train import TrainingSettings, train
+
+stderr = Console(stderr=True)
+
+
+@click.command("h")
+@click.option("--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
+              help="Training CSV (material_id, cif, property columns); repeat for several.")
+@click.option("--validation", type=click.Path(path_type=Path), help="Validation CSV (loss tracked each epoch).")
+@click.option("--property", "conditioning", type=click.Choice(sorted(PROPERTY_CHOICES)), default="none",
+              show_default=True, help="Properties to condition on (all: band gap and formation energy).")
+@click.option("--preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
+              help="small: the shipped CPU model; full: the method's 6 x 512 network.")
+@click.option("--epochs", default=200, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", type=int, help="Use only the first N rows of each CSV (smoke runs).")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Checkpoint directory.")
+@click.option("--resume", is_flag=True, help="Continue the training state in the output directory.")
+def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, preset: str, epochs: int,
+            batch_size: int, limit: int | None, seed: int, output: Path, resume: bool) -> None:
+    """Train the diffusion structure generator; the EMA weights are written to OUTPUT every epoch."""
+    for path in (*data, *([validation] if validation else [])):
+        if not path.is_file():
+            raise InvalidInputError(f"{path}: no such file")
+    if not resume:
+        check_output_directory(output, overwrite=False)
+    elif not (output / "train_state.pt").is_file():
+        raise InvalidInputError(f"{output} holds no training state to resume")
+    cache = output / "cache"
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=stderr)
+    with progress:
+        train_set, failed = [], 0
+        for path in data:
+            samples, bad = load_samples(path, cache, conditioning, limit,
+                                        lambda items, d: progress.track(items, description=d))
+            train_set += samples
+            failed += bad
+        validation_set = load_samples(validation, cache, conditioning, limit)[0] if validation else []
+        config = DenoiserConfig.small() if preset == "small" else DenoiserConfig()
+        task = progress.add_task("training", total=epochs)
+        record = {"data": [str(p) for p in data], "validation": str(validation) if validation else None,
+                  "conditioning": conditioning, "train_crystals": len(train_set), "unusable_rows": failed}
+        train(config, train_set, validation_set, output, TrainingSettings(epochs=epochs, batch_size=batch_size,
+                                                                          seed=seed), record,
+              on_epoch=lambda epoch, entry: progress.update(
+                  task, completed=epoch, description=f"training (loss {entry['train_loss']:.3f})"))
+    click.echo(f"checkpoint: {output} ({len(train_set)} crystals, {failed} unusable rows)")

@@ -1,0 +1,79 @@
+"""H ``diffusion``: structures for constraints from the trained diffusion model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from pymatgen.core import Structure
+
+from crystalgf.errors import MissingWeightsError
+from crystalgf.interfaces import StructureGenerator
+from crystalgf.schema import Constraint
+from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
+from crystalgf_diffusion.data import collate, decode, encode_constraint
+from crystalgf_diffusion.diffusion import prepare, sample
+
+PACKAGED_CHECKPOINT = Path(__file__).parent / "weights" / "perov5-small"
+ENVIRONMENT_VARIABLE = "CRYSTALGF_DIFFUSION_CHECKPOINT"
+
+
+class DiffusionGenerator(StructureGenerator):
+    """Samples lattice and Wyckoff free parameters with predictor-corrector steps, then expands the
+    orbits: composition and space group hold by construction. Target properties of the constraint
+    condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance)."""
+
+    name = "diffusion"
+    description = "symmetry-constrained, property-conditioned diffusion (DiffCSP++-style), shipped checkpoint"
+    conditional = True
+
+    def __init__(self, checkpoint: str | None = None, steps: int = 200, guidance: float = 1.0,
+                 batch_size: int = 256, device: str = "auto"):
+        candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
+        self.checkpoint = candidates[0]
+        if not (self.checkpoint / WEIGHTS_FILE).is_file() or not (self.checkpoint / CONFIG_FILE).is_file():
+            raise MissingWeightsError(
+                f"H {self.name}", [self.checkpoint],
+                f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
+                "train one with crystalgf train h",
+            )
+        self.steps, self.guidance, self.batch_size = steps, guidance, batch_size
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+
+    @cached_property
+    def _model(self):
+        return load_checkpoint(self.checkpoint, self.device)[0]
+
+    def weights_files(self) -> list[Path]:
+        return [self.checkpoint / WEIGHTS_FILE]
+
+    def generate(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:
+        structures: list[Structure | None] = []
+        for first in range(0, len(constraints), self.batch_size):
+            samples = [encode_constraint(c) for c in constraints[first:first + self.batch_size]]
+            if not self.conditional:
+                for item in samples:
+                    item.properties = {}
+            batch = {name: tensor.to(self.device) for name, tensor in prepare(collate(samples)).items()}
+            k, f = sample(self._model, batch, seeds[first:first + self.batch_size], self.steps, self.guidance)
+            k, f = k.cpu(), f.cpu()
+            offset = 0
+            for index, item in enumerate(samples):
+                count = len(item.orbits)
+                structures.append(decode(item, k[index].numpy(), f[offset:offset + count].numpy()))
+                offset += count
+        return structures
+
+
+class UnconditionedDiffusionGenerator(DiffusionGenerator):
+    """The same model with property conditioning switched off (the DiffCSP++ setting)."""
+
+    name = "diffusion-unconditioned"
+    description = "the diffusion H without property conditioning (DiffCSP++ setting)"
+    conditional = False
+
+    def __init__(self, checkpoint: str | None = None, steps: int = 200, batch_size: int = 256, device: str = "auto"):
+        super().__init__(checkpoint, steps, 1.0, batch_size, device)

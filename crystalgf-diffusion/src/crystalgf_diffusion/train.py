@@ -1,0 +1,109 @@
+"""Training of the diffusion H: Adam 1e-3 with ReduceLROnPlateau (factor 0.6, patience 30) as in the
+method, gradient clipping, an EMA of the weights (which is what gets shipped), checkpoints every
+epoch and resumption after interruption."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crystalgf.manifest import now, package_versions
+from crystalgf_diffusion.checkpoint import save_checkpoint
+from crystalgf_diffusion.data import CrystalSample, collate
+from crystalgf_diffusion.diffusion import prepare, training_loss
+from crystalgf_diffusion.model import Denoiser, DenoiserConfig
+
+STATE_FILE = "train_state.pt"
+
+
+@dataclass
+class TrainingSettings:
+    epochs: int = 200
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    property_dropout: float = 0.2
+    ema_decay: float = 0.999
+    clip: float = 1.0
+    seed: int = 0
+
+
+def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], validation_set: Sequence[CrystalSample],
+          directory: Path, settings: TrainingSettings, record: dict[str, Any],
+          on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Denoiser:
+    """Train (or resume from ``directory``) and keep the EMA weights as the checkpoint there."""
+    random.seed(settings.seed)
+    torch.manual_seed(settings.seed)
+    model = Denoiser(model_config)
+    ema = copy.deepcopy(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.6, patience=30, min_lr=1e-5)
+    history: list[dict[str, float]] = []
+    start = 0
+    state_path = directory / STATE_FILE
+    if state_path.is_file():  # resume
+        state = torch.load(state_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["epoch"])
+        history = json.loads((directory / "history.json").read_text()) if (directory / "history.json").is_file() else []
+    generator = torch.Generator().manual_seed(settings.seed)
+    validation = prepare(collate(list(validation_set))) if validation_set else None
+    started = time.perf_counter()
+    for epoch in range(start, settings.epochs):
+        model.train()
+        order = np.random.default_rng(settings.seed + epoch).permutation(len(train_set))
+        losses = []
+        for first in range(0, len(order), settings.batch_size):
+            batch = prepare(collate([train_set[i] for i in order[first:first + settings.batch_size]]))
+            loss, _ = training_loss(model, batch, settings.property_dropout, generator)
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+            optimizer.step()
+            with torch.no_grad():
+                for average, current in zip(ema.parameters(), model.parameters()):
+                    average.mul_(settings.ema_decay).add_(current, alpha=1 - settings.ema_decay)
+            losses.append(loss.item())
+        entry = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"]}
+        if validation is not None:
+            ema.eval()
+            with torch.no_grad():
+                entry["validation_loss"] = training_loss(ema, validation, 0.0, torch.Generator().manual_seed(0))[0].item()
+        scheduler.step(entry.get("validation_loss", entry["train_loss"]))
+        history.append(entry)
+        _save(directory, model, ema, optimizer, scheduler, epoch + 1, history, record, settings,
+              time.perf_counter() - started)
+        if on_epoch is not None:
+            on_epoch(epoch + 1, entry)
+    return ema.eval()
+
+
+def _save(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler, epoch: int,
+          history: list[dict[str, float]], record: dict[str, Any], settings: TrainingSettings,
+          seconds: float) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(directory, ema, {**record, "epochs": epoch, "settings": settings.__dict__,
+                                     "last": history[-1], "date": now(), "versions": package_versions(),
+                                     "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch "
+                                                 f"{torch.__version__}, {torch.get_num_threads()} threads",
+                                     "seconds_this_session": round(seconds, 1)})
+    (directory / "history.json").write_text(json.dumps(history, indent=1))
+    temporary = directory / (STATE_FILE + ".tmp")
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch}, temporary)
+    temporary.replace(directory / STATE_FILE)
+
