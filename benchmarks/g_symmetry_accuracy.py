@@ -18,7 +18,6 @@ import json
 import os
 import platform
 import time
-from collections import Counter
 from pathlib import Path
 
 from pymatgen.core import Composition
@@ -29,6 +28,7 @@ from crystalgf.errors import CrystalGFError
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest, PropertyTarget
+from crystalgf_eval.symmetry_accuracy import wyckoff_accuracy
 
 MODES = {
     "formula+band_gap": ("formula", "band_gap"),
@@ -37,17 +37,6 @@ MODES = {
     "elements+formation_energy": ("elements", "formation_energy_per_atom"),
 }
 RESULTS = Path(__file__).parent / "results"
-
-
-def wyckoff_score(proposed: Constraint, true: Constraint) -> float:
-    """Order-free multiset match of site labels per element over max(#proposed, #true) sites."""
-    matched = total = 0
-    for element in set(true.counts) | set(proposed.counts):
-        mine = Counter(s.label for s in proposed.wyckoff_sites if s.element == element)
-        theirs = Counter(s.label for s in true.wyckoff_sites if s.element == element)
-        matched += sum((mine & theirs).values())
-        total += max(sum(mine.values()), sum(theirs.values()))
-    return matched / total
 
 
 def request(true: Constraint, mode: str, prop: str, value: float, space_group: int | None) -> GenerationRequest:
@@ -69,7 +58,7 @@ def evaluate(generator, entries, seed: int) -> dict[str, dict[str, float]]:
                 [first, *_] = generator.generate([request(true, mode, prop, value, None)], 1, seed)[0]
                 sg_hits += first.space_group == true.space_group
                 [given_group, *_] = generator.generate([request(true, mode, prop, value, true.space_group)], 1, seed)[0]
-                wyckoff_sum += wyckoff_score(given_group, true)
+                wyckoff_sum += wyckoff_accuracy(given_group, true)
             except CrystalGFError:
                 failures += 1
         table[name] = {"space_group_accuracy": sg_hits / len(entries), "wyckoff_accuracy": wyckoff_sum / len(entries),

@@ -19,6 +19,10 @@ def test_discovery_finds_every_installed_package():
     assert packages[("relaxer", "chgnet")] == "crystalgf-eval"
     assert packages[("dataset", "cdvae-csv")] == "crystalgf-core"
     assert packages[("g", "highest-symmetry")] == "crystalgf-example-plugin"
+    assert packages[("h", "diffusion")] == "crystalgf-diffusion"
+    assert packages[("evaluator", "sun")] == "crystalgf-eval"
+    assert packages[("predictor", "megnet-bandgap")] == "crystalgf-eval"
+    assert {"evaluate", "export-vasp"} <= set(registry.commands) and "h" in registry.train_commands
 
 
 def test_unknown_names_list_the_known_ones():

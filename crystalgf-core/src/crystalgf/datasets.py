@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pymatgen.core import Structure
 
-from crystalgf.errors import CrystalGFError, InvalidInputError
+from crystalgf.errors import InvalidInputError
 from crystalgf.interfaces import Dataset, DatasetEntry, DatasetReadResult
 from crystalgf.schema import Constraint
 
@@ -49,57 +49,64 @@ def _properties(row: dict[str, str]) -> dict[str, float]:
     return found
 
 
-class ConstraintTable(Dataset):
+class _CsvDataset(Dataset):
+    """A CSV reader: one entry per row, unreadable rows skipped with their reason."""
+
+    id_column: str
+    required: tuple[str, ...]
+
+    def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
+        result = DatasetReadResult(entries=[])
+        for line, row in enumerate(open_csv(path, self.required), start=2):
+            row_id = row.get(self.id_column) or f"line {line}"
+            try:
+                result.entries.append(self.entry(row_id, row))
+            except Exception as error:  # noqa: BLE001 - any unusable row is skipped and counted
+                result.skipped.append((row_id, _reason(error)))
+                continue
+            if limit is not None and len(result.entries) >= limit:
+                break
+        return result
+
+    def entry(self, row_id: str, row: dict[str, str]) -> DatasetEntry:
+        """The entry of one row; raises if the row is unusable."""
+        raise NotImplementedError
+
+
+class ConstraintTable(_CsvDataset):
     """The method's constraint data (``constraints.csv``): formula, properties, space group, Wyckoff sites."""
 
     name = "crystalgf-constraints"
     description = "CrystalGF constraint table: id, formula, band_gap, formation_energy_per_atom, space_group, wyckoff"
+    id_column = "id"
+    required = ("id", "formula", "space_group", "wyckoff")
 
-    def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
-        result = DatasetReadResult(entries=[])
-        for line, row in enumerate(open_csv(path, ("id", "formula", "space_group", "wyckoff")), start=2):
-            row_id = row.get("id") or f"line {line}"
-            try:
-                properties = _properties(row)
-                constraint = Constraint.from_dict({
-                    "formula": row["formula"],
-                    "space_group": int(row["space_group"]),
-                    "wyckoff": row["wyckoff"],
-                    "properties": {k: {"name": k, "value": v} for k, v in properties.items()},
-                })
-            except (ValueError, CrystalGFError) as error:
-                result.skipped.append((row_id, _reason(error)))
-                continue
-            result.entries.append(DatasetEntry(id=row_id, properties=properties, constraint=constraint))
-            if limit is not None and len(result.entries) >= limit:
-                break
-        return result
+    def entry(self, row_id: str, row: dict[str, str]) -> DatasetEntry:
+        properties = _properties(row)
+        constraint = Constraint.from_dict({
+            "formula": row["formula"],
+            "space_group": int(row["space_group"]),
+            "wyckoff": row["wyckoff"],
+            "properties": {k: {"name": k, "value": v} for k, v in properties.items()},
+        })
+        return DatasetEntry(id=row_id, properties=properties, constraint=constraint)
 
 
-class StructureTable(Dataset):
+class StructureTable(_CsvDataset):
     """CDVAE-style structure CSVs (Perov-5, MP-20, Carbon-24): ``material_id``, ``cif`` and property columns."""
 
     name = "cdvae-csv"
     description = "CSV with a cif column and material_id (CDVAE's Perov-5, MP-20, Carbon-24 format)"
+    id_column = "material_id"
+    required = ("material_id", "cif")
 
-    def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
-        result = DatasetReadResult(entries=[])
-        for line, row in enumerate(open_csv(path, ("material_id", "cif")), start=2):
-            row_id = row.get("material_id") or f"line {line}"
-            try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    structure = Structure.from_str(row["cif"], fmt="cif")
-                if len(structure) == 0:
-                    raise ValueError("the CIF has no atoms")
-                properties = _properties(row)
-            except Exception as error:  # noqa: BLE001 - any unparsable row is skipped and counted
-                result.skipped.append((row_id, _reason(error)))
-                continue
-            result.entries.append(DatasetEntry(id=row_id, properties=properties, structure=structure))
-            if limit is not None and len(result.entries) >= limit:
-                break
-        return result
+    def entry(self, row_id: str, row: dict[str, str]) -> DatasetEntry:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure.from_str(row["cif"], fmt="cif")
+        if len(structure) == 0:
+            raise ValueError("the CIF has no atoms")
+        return DatasetEntry(id=row_id, properties=_properties(row), structure=structure)
 
 
 def _reason(error: Exception) -> str:

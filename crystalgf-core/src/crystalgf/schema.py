@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.formula import format_formula, parse_elements, parse_formula, reduce_counts
@@ -135,6 +135,17 @@ def _check_properties(properties: dict[str, PropertyTarget]) -> dict[str, Proper
     return properties
 
 
+def _normalise_formula(formula: str) -> str:
+    return format_formula(parse_formula(formula))
+
+
+Targets = Annotated[dict[str, PropertyTarget], AfterValidator(_check_properties)]
+"""Property name -> target, the name repeated in each target."""
+
+Formula = Annotated[str, AfterValidator(_normalise_formula)]
+"""A formula, normalised to explicit counts (``Sr1Ti1O3``)."""
+
+
 class GenerationRequest(_Record):
     """What a user asks G for: a formula (ratio fixed) or an element set (ratio free), plus targets.
 
@@ -144,17 +155,12 @@ class GenerationRequest(_Record):
     """
 
     request_id: str = "request"
-    formula: str | None = None
+    formula: Formula | None = None
     elements: tuple[str, ...] | None = None
-    properties: dict[str, PropertyTarget] = Field(default_factory=dict)
+    properties: Targets = Field(default_factory=dict)
     space_group: int | None = None
     max_atoms: int = 20
     exact_cell: bool = False
-
-    @field_validator("formula")
-    @classmethod
-    def _normalise_formula(cls, formula: str | None) -> str | None:
-        return None if formula is None else format_formula(parse_formula(formula))
 
     @field_validator("elements", mode="before")
     @classmethod
@@ -167,11 +173,6 @@ class GenerationRequest(_Record):
     @classmethod
     def _check_space_group(cls, space_group: int | None) -> int | None:
         return None if space_group is None else check_space_group(space_group)
-
-    @field_validator("properties")
-    @classmethod
-    def _check_properties(cls, properties: dict[str, PropertyTarget]) -> dict[str, PropertyTarget]:
-        return _check_properties(properties)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -222,18 +223,13 @@ class Constraint(_Record):
     exactly to those counts.
     """
 
-    cell_formula: str = Field(alias="formula")
+    cell_formula: Formula = Field(alias="formula")
     space_group: int
     wyckoff_sites: tuple[WyckoffSite, ...] = Field(alias="wyckoff")
-    properties: dict[str, PropertyTarget] = Field(default_factory=dict)
+    properties: Targets = Field(default_factory=dict)
     generator: str = ""
     score: float | None = None
     request_id: str | None = None
-
-    @field_validator("cell_formula")
-    @classmethod
-    def _normalise_formula(cls, formula: str) -> str:
-        return format_formula(parse_formula(formula))
 
     @field_validator("space_group", mode="before")
     @classmethod
@@ -253,11 +249,6 @@ class Constraint(_Record):
             split_label(label)
             parsed.append(WyckoffSite(str(element), str(label)))
         return tuple(parsed)
-
-    @field_validator("properties")
-    @classmethod
-    def _check_properties(cls, properties: dict[str, PropertyTarget]) -> dict[str, PropertyTarget]:
-        return _check_properties(properties)
 
     @model_validator(mode="after")
     def _check(self) -> Self:
