@@ -123,6 +123,8 @@ BAD_RUNS = [
     (["--formula", "SrTiO3", "--h", "nope"], "unknown structure generator (H) 'nope'; known: diffusion, diffusion-unconditioned, pyxtal"),
     (["--formula", "SrTiO3", "--g-option", "table=/nowhere/prior.json"], "looked in: /nowhere/prior.json"),
     (["--formula", "SrTiO3", "--g-option", "colour=red"], "has no option 'colour'"),
+    (["--formula", "SrTiO3", "--g-option", "table=[1"], "is not a number, boolean or text"),
+    (["--formula", "SrTiO3", "--h-option", "volume_factor=abc"], "volume_factor must be a positive number"),
 ]
 
 
@@ -141,6 +143,8 @@ BAD_CONSTRAINTS = [
     ('{"formula": "Sc2Ni6", "space_group": 194, "wyckoff": [["Sc", "2c"], ["Ni", "4f"]]}', "Ni sum to 4, but the formula has 6"),
     ('{"formula": "Sc2Ni6", "space_group": 0, "wyckoff": [["Sc", "2c"], ["Ni", "6h"]]}', "outside 1-230"),
     ('{"formula": "Sc2Ni6", "space_group": 194', "not valid JSON"),
+    ('{"formula": "Sc2Ni6", "space_group": 194, "wyckoff": [1, 2]}', "is not an [element, label] pair"),
+    ('{"formula": "Sc2Ni6", "space_group": "194", "wyckoff": [["Sc", "2c"], ["Ni", "6h"]]}', "must be an integer"),
 ]
 
 
@@ -169,3 +173,31 @@ def test_unknown_config_key(tmp_path):
     config = write(tmp_path, "run.yaml", "formula: NaCl\ncolour: red\n")
     result = invoke("run", "--config", config, "-o", tmp_path / "o")
     assert result.exit_code == 2 and "unknown setting 'colour'" in result.stderr
+
+
+def test_negative_seed_is_a_usage_error(tmp_path):
+    result = invoke("run", "--formula", "NaCl", "--seed", "-1", "-o", tmp_path / "o")
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+
+
+def test_overwrite_replaces_only_an_earlier_run(tmp_path):
+    keep = tmp_path / "mine"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    result = invoke("run", "--formula", "NaCl", "--overwrite", "-o", keep)
+    assert result.exit_code == 2 and "has no manifest.json" in result.stderr
+    assert (keep / "notes.txt").read_text() == "precious"
+    out = tmp_path / "run"
+    assert invoke("run", "--formula", "NaCl", "-n", "2", "-o", out).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    assert invoke("run", "--formula", "KBr", "-n", "1", "--overwrite", "-o", out).exit_code == 0
+    assert len(records(out)) == 1 and (out / "notes.txt").read_text() == "mine"
+
+
+def test_ids_that_clash_as_file_names_keep_both_structures(tmp_path):
+    path = write(tmp_path, "c.jsonl", "".join(
+        '{"id": "%s", "formula": "Na1Cl1", "space_group": 225, "wyckoff": [["Na", "4a"], ["Cl", "4b"]]}\n' % i
+        for i in ("a b", "a_b")).replace("Na1Cl1", "Na4Cl4"))
+    assert invoke("generate", "--input", path, "-o", tmp_path / "g").exit_code == 0
+    files = {r["structure_file"] for r in records(tmp_path / "g")}
+    assert len(files) == 2 and all((tmp_path / "g" / f).is_file() for f in files)

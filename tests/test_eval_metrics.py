@@ -113,3 +113,7 @@ def test_wyckoff_accuracy_definition():
     true = Constraint.from_dict({"formula": "Sc2Ni6", "space_group": 194, "wyckoff": "Sc[2c] Ni[6h]"})
     half = Constraint.from_dict({"formula": "Sc2Ni6", "space_group": 194, "wyckoff": "Sc[2a] Ni[6h]"})
     assert wyckoff_accuracy(true, true) == 1.0 and wyckoff_accuracy(half, true) == 0.5
+    rock_salt = Constraint.from_dict({"formula": "Na4Cl4", "space_group": 225, "wyckoff": "Na[4a] Cl[4b]"})
+    shifted = Constraint.from_dict({"formula": "Na4Cl4", "space_group": 225, "wyckoff": "Na[4b] Cl[4a]"})
+    other_group = Constraint.from_dict({"formula": "Na4Cl4", "space_group": 216, "wyckoff": "Na[4a] Cl[4b]"})
+    assert wyckoff_accuracy(shifted, rock_salt) == 1.0 and wyckoff_accuracy(other_group, rock_salt) == 0.0

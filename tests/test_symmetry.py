@@ -58,6 +58,13 @@ def test_sampling_is_seeded_and_valid():
     assert sample_wyckoff_assignment({"Sr": 1, "Ti": 1, "O": 3}, 230, np.random.default_rng(0)) is None
 
 
+def test_assignments_that_force_a_higher_symmetry_are_detected():
+    # One orbit in a polar group gains a mirror or inversion whatever its parameter.
+    assert not realizes_space_group({"Na": 1}, 99, [WyckoffSite("Na", "1a")])
+    assert not realizes_space_group({"Na": 1}, 1, [WyckoffSite("Na", "1a")])
+    assert realizes_space_group({"Na": 2, "Cl": 2}, 1, [WyckoffSite("Na", "1a")] * 2 + [WyckoffSite("Cl", "1a")] * 2)
+
+
 def test_fixed_only_assignments_that_raise_the_symmetry_are_detected():
     cscl_in_disguise = [WyckoffSite("Na", "8c"), WyckoffSite("Cl", "6b"), WyckoffSite("Cl", "2a")]
     assert not realizes_space_group({"Na": 8, "Cl": 8}, 229, cscl_in_disguise)

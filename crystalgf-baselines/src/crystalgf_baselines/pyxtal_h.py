@@ -11,6 +11,7 @@ import numpy as np
 from pymatgen.core import Structure
 from pyxtal import pyxtal
 
+from crystalgf.errors import InvalidInputError
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 
@@ -26,7 +27,11 @@ class PyxtalGenerator(StructureGenerator):
     description = "random symmetric structure for the constraint (PyXtal), sensible volume"
 
     def __init__(self, volume_factor: float = 1.1, attempts: int = 10):
-        self.volume_factor = volume_factor
+        if not isinstance(volume_factor, (int, float)) or volume_factor <= 0:
+            raise InvalidInputError(f"H pyxtal: volume_factor must be a positive number (got {volume_factor!r})")
+        if not isinstance(attempts, int) or attempts < 1:
+            raise InvalidInputError(f"H pyxtal: attempts must be a positive integer (got {attempts!r})")
+        self.volume_factor = float(volume_factor)
         self.attempts = attempts
 
     def generate(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:

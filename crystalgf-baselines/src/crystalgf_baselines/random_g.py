@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,8 +29,9 @@ class RandomGenerator(ConstraintGenerator):
         self.draws = draws
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        return [self._draw(request, top_k, np.random.default_rng(derive_seed(seed, index)))
-                for index, request in enumerate(requests)]
+        # Seeded by the request id, so a request gets the same answer in any batch.
+        return [self._draw(request, top_k, np.random.default_rng(derive_seed(seed, zlib.crc32(request.request_id.encode()))))
+                for request in requests]
 
     def _draw(self, request: GenerationRequest, top_k: int, rng: np.random.Generator) -> list[Constraint]:
         found: dict[tuple, Constraint] = {}

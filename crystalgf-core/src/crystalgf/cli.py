@@ -108,7 +108,7 @@ option_h_opts = click.option("--h-option", "h_options", multiple=True, metavar="
 option_relax = click.option("--relax", help="Relax each structure with this relaxer, keeping its symmetry (e.g. chgnet).")
 option_format = click.option("--format", "structure_format", type=click.Choice(FORMATS),
                              help="Structure files: one CIF each, or one extxyz file [default: cif].")
-option_seed = click.option("--seed", type=int, help="Random seed [default: 0].")
+option_seed = click.option("--seed", type=click.IntRange(min=0), help="Random seed [default: 0].")
 option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
 
 
@@ -174,6 +174,8 @@ def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: i
     g, seed = g or DEFAULT_G, seed or 0
     if output.exists() and not overwrite:
         raise InvalidInputError(f"{output} exists; choose another path or pass --overwrite")
+    if not output.parent.is_dir():
+        raise InvalidInputError(f"{output.parent}: no such directory")
     requests, skipped = read_requests(input_path, skip_invalid)
     _report_skipped(input_path, skipped)
     if not requests:
@@ -185,16 +187,19 @@ def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: i
                             {"g": _version(plugin).to_dict()}, generator.weights_files())
     temporary = output.with_name(output.name + ".tmp")
     written = 0
-    with _progress() as progress, temporary.open("w", encoding="utf-8") as handle:
-        task = progress.add_task(f"G {g}", total=len(requests))
-        for start in range(0, len(requests), 64):
-            batch = requests[start:start + 64]
-            for request, constraints in zip(batch, propose_constraints(generator, batch, top_k, seed)):
-                for rank, constraint in enumerate(constraints, start=1):
-                    handle.write(json.dumps({"id": request.request_id, "rank": rank, **constraint.to_dict()}) + "\n")
-                    written += 1
-            progress.advance(task, len(batch))
-    os.replace(temporary, output)
+    try:
+        with _progress() as progress, temporary.open("w", encoding="utf-8") as handle:
+            task = progress.add_task(f"G {g}", total=len(requests))
+            for start in range(0, len(requests), 64):
+                batch = requests[start:start + 64]
+                for request, constraints in zip(batch, propose_constraints(generator, batch, top_k, seed)):
+                    for rank, constraint in enumerate(constraints, start=1):
+                        handle.write(json.dumps({"id": request.request_id, "rank": rank, **constraint.to_dict()}) + "\n")
+                        written += 1
+                progress.advance(task, len(batch))
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
     write_json(output.with_name(output.name + ".manifest.json"),
                {**manifest, "status": "complete", "finished": now(), "requests": len(requests),
                 "skipped": len(skipped), "constraints": written})

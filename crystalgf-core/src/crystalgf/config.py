@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -33,10 +33,10 @@ class RunConfig(BaseModel):
     exact_cell: bool = False
     n: int = Field(default=1, ge=1)
     top_k: int = Field(default=1, ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)
     relax: str | None = None
     relax_options: dict[str, Any] = Field(default_factory=dict)
-    format: str = "cif"
+    format: Literal["cif", "extxyz"] = "cif"
     batch_size: int = Field(default=16, ge=1)
     output: Path | None = None
 
@@ -76,6 +76,8 @@ def load_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
         if value is None:
             continue
         if key.endswith("_options"):
+            if not isinstance(settings.get(key, {}), dict):
+                raise InvalidInputError(f"config {path}: {key} must be a mapping of options")
             settings[key] = {**settings.get(key, {}), **value}
         else:
             settings[key] = value
@@ -99,5 +101,8 @@ def parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise InvalidInputError(f"option {pair!r} is not KEY=VALUE")
-        options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        try:
+            options[key.strip().replace("-", "_")] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise InvalidInputError(f"option {pair!r}: the value is not a number, boolean or text") from None
     return options

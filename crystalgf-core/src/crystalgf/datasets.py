@@ -57,6 +57,8 @@ class _CsvDataset(Dataset):
 
     def read(self, path: Path, limit: int | None = None) -> DatasetReadResult:
         result = DatasetReadResult(entries=[])
+        if limit is not None and limit < 1:
+            raise InvalidInputError(f"limit must be at least 1 (got {limit})")
         for line, row in enumerate(open_csv(path, self.required), start=2):
             row_id = row.get(self.id_column) or f"line {line}"
             try:

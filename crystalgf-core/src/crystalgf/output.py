@@ -6,6 +6,7 @@ keeps all it finished.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
@@ -25,12 +26,21 @@ MANIFEST_FILE = "manifest.json"
 EXTXYZ_FILE = "structures.extxyz"
 
 
+OWN_FILES = ("structures", RESULTS_FILE, MANIFEST_FILE, EXTXYZ_FILE)
+"""What a run writes into its directory (and all that ``--overwrite`` removes)."""
+
+
 def check_output_directory(directory: Path, overwrite: bool = False) -> None:
-    """Refuse a non-empty output directory unless ``overwrite`` (checked before any work starts)."""
+    """Refuse a non-empty output directory unless ``overwrite`` and it holds an earlier run
+    (checked before any work starts)."""
     if directory.exists() and not directory.is_dir():
         raise InvalidInputError(f"output {directory} exists and is not a directory")
-    if directory.is_dir() and any(directory.iterdir()) and not overwrite:
+    if not directory.is_dir() or not any(directory.iterdir()):
+        return
+    if not overwrite:
         raise InvalidInputError(f"output directory {directory} is not empty; choose another or pass --overwrite")
+    if not (directory / MANIFEST_FILE).is_file():
+        raise InvalidInputError(f"--overwrite replaces only an earlier run's output; {directory} has no {MANIFEST_FILE}")
 
 
 def safe_name(text: str) -> str:
@@ -48,8 +58,13 @@ class RunOutput:
         self.directory = directory
         self.structure_format = structure_format
         self._count = 0
-        if overwrite and directory.is_dir():
-            shutil.rmtree(directory)
+        self._names: set[str] = set()
+        for name in OWN_FILES:  # an earlier run's files only
+            path = directory / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
         directory.mkdir(parents=True, exist_ok=True)
         if structure_format == "cif":
             (directory / "structures").mkdir()
@@ -60,7 +75,7 @@ class RunOutput:
     def write_structure(self, record_id: str, structure: Structure, constraint: Constraint) -> tuple[str, int]:
         """Write one structure; returns its file (relative to the directory) and index within that file."""
         if self.structure_format == "cif":
-            relative = f"structures/{safe_name(record_id)}.cif"
+            relative = f"structures/{self._unique_name(record_id)}.cif"
             target = self.directory / relative
             temporary = target.with_name(target.name + ".tmp")
             CifWriter(structure).write_file(temporary)
@@ -78,6 +93,14 @@ class RunOutput:
         index = self._count
         self._count += 1
         return EXTXYZ_FILE, index
+
+    def _unique_name(self, record_id: str) -> str:
+        """A file name for the id; ids that differ only in unsafe characters get a hash suffix."""
+        name = safe_name(record_id)
+        if name in self._names:
+            name = f"{name}-{hashlib.sha256(record_id.encode()).hexdigest()[:8]}"
+        self._names.add(name)
+        return name
 
     def append_record(self, record: GeneratedCrystal) -> None:
         """Append one record line to ``results.jsonl`` and flush it."""

@@ -241,10 +241,12 @@ class Constraint(_Record):
     def _parse_sites(cls, sites: Any) -> tuple[WyckoffSite, ...]:
         if isinstance(sites, str):  # "Sc[2c] Ni[6h]" as in constraints.csv
             return parse_wyckoff_text(sites)
+        if not isinstance(sites, (list, tuple)):
+            raise InvalidInputError(f"Wyckoff sites must be a list of [element, label] pairs, not {sites!r}")
         parsed = []
         for site in sites:
-            if len(site) != 2:
-                raise InvalidInputError(f"Wyckoff site {site!r} is not an [element, label] pair")
+            if not isinstance(site, (list, tuple)) or len(site) != 2 or not all(isinstance(x, str) for x in site):
+                raise InvalidInputError(f"Wyckoff site {site!r} is not an [element, label] pair of strings")
             element, label = site
             split_label(label)
             parsed.append(WyckoffSite(str(element), str(label)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +42,7 @@ def _metric_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
               help="A run directory, a structure CSV, or a constraints.jsonl from crystalgf constrain.")
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Reference structures (CSV with material_id, cif), or true constraints for a constraints.jsonl.")
-@click.option("--reference-limit", type=int, help="Use only the first N reference rows.")
+@click.option("--reference-limit", type=click.IntRange(min=1), help="Use only the first N reference rows.")
 @click.option("--metrics", help="Comma-separated evaluators [default: all installed].")
 @click.option("--predictor", "predictors", multiple=True, metavar="PROPERTY=NAME",
               help="Predictor per property [default: band_gap=megnet-bandgap, formation_energy_per_atom=megnet-eform].")
@@ -78,20 +80,26 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
     if reference is not None:
         skipped += add_reference(batch, reference, reference_limit)
     names = [m.strip() for m in metrics.split(",")] if metrics else registry.names("evaluator")
-    options = _metric_options(metric_options)
-    if elemental_references and "sun" in names:
-        options.setdefault("sun", {}).setdefault("elemental_references", elemental_references)
-    evaluators = {name: registry.create("evaluator", name, **options.get(name, {})) for name in names}
     chosen = {**DEFAULT_PREDICTORS, **(parse_options(predictors) or {})}
     known = set(registry.names("predictor"))
     for name in chosen.values():
         if name not in known and name not in DEFAULT_PREDICTORS.values():
             raise UnknownPluginError("property predictor", name, sorted(known))
-    factories = {prop: (lambda name=name: registry.create("predictor", name)) for prop, name in chosen.items()
-                 if name in known}
+    options = _metric_options(metric_options)
+    for target in options:
+        if target not in names and target not in chosen.values():
+            raise InvalidInputError(f"--option {target}.…: {target!r} is neither a chosen metric "
+                                    f"({', '.join(names)}) nor a chosen predictor ({', '.join(chosen.values())})")
+    if elemental_references and "sun" in names:
+        options.setdefault("sun", {}).setdefault("elemental_references", elemental_references)
+    evaluators = {name: registry.create("evaluator", name, **options.get(name, {})) for name in names}
+    factories = {prop: (lambda name=name: registry.create("predictor", name, **options.get(name, {})))
+                 for prop, name in chosen.items() if name in known}
     relax_settings = parse_options(relaxer_options) or {}
-    relaxer_factory = ((lambda: registry.create("relaxer", relaxer, **relax_settings))
-                       if relaxer in registry.names("relaxer") else None)
+    registry.get("relaxer", relaxer)  # an unknown relaxer is an error, not a silent skip
+    relaxer_factory = lambda: registry.create("relaxer", relaxer, **relax_settings)  # noqa: E731
+    settings_key = hashlib.sha256(json.dumps([relaxer, relax_settings, chosen, options], sort_keys=True,
+                                             default=str).encode()).hexdigest()[:12]
     output.mkdir(parents=True, exist_ok=True)
     manifest = new_manifest("evaluate", 0, {"input": str(input_path), "reference": str(reference) if reference else None,
                                             "metrics": names, "predictors": chosen, "relaxer": relaxer,
@@ -100,7 +108,7 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=stderr)
     with progress:
-        services = CachedServices(output / "cache", factories, relaxer_factory, progress)
+        services = CachedServices(output / "cache", factories, relaxer_factory, progress, settings_key)
         report = evaluate_batch(batch, evaluators, services, output, {**header, "skipped": len(skipped)})
     if vasp_dir is not None:
         energies = {el: e.energy_per_atom for el, e in load_elemental_references(locate(elemental_references)).items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Structure
+from pymatgen.entries.compatibility import MaterialsProject2020Compatibility
 from pymatgen.io.vasp.outputs import Vasprun
 from pymatgen.io.vasp.sets import MPRelaxSet
 
@@ -31,8 +32,11 @@ def export_vasp_inputs(ids: Sequence[str], structures: Sequence[Structure], dire
 
 
 def read_vasp_results(directory: Path, elemental_energies: dict[str, float]) -> dict[str, dict[str, Any]]:
-    """Band gap (eV) and formation energy (eV/atom, from elemental energies per atom) of every
-    ``<id>/vasprun.xml`` below ``directory``; unreadable runs are reported with their error."""
+    """Band gap (eV) and formation energy (eV/atom) of every ``<id>/vasprun.xml`` below ``directory``.
+
+    The final energy gets the Materials Project 2020 corrections (as the elemental reference
+    energies have), then the elemental energies per atom are subtracted. Unreadable runs are
+    reported with their error."""
     results: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.glob("*/vasprun.xml")):
         try:
@@ -40,7 +44,11 @@ def read_vasp_results(directory: Path, elemental_energies: dict[str, float]) -> 
                 warnings.simplefilter("ignore")
                 run = Vasprun(str(path), parse_potcar_file=False)
             structure = run.final_structure
-            energy = run.final_energy
+            corrected = MaterialsProject2020Compatibility(check_potcar=False).process_entry(
+                run.get_computed_entry(inc_structure=True))
+            if corrected is None:
+                raise ValueError("the run is not compatible with the MP2020 correction scheme")
+            energy = corrected.energy
             reference = sum(elemental_energies[el.symbol] * amount
                             for el, amount in structure.composition.items())
             results[path.parent.name] = {

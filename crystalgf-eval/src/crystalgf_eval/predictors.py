@@ -40,7 +40,7 @@ class MatglPredictor(PropertyPredictor):
         if not (self.path / "model.pt").is_file():
             raise MissingWeightsError(
                 f"predictor {self.name}", [self.path],
-                f"put matgl's {self.model_name} folder there, or pass --option model_dir=DIR / set "
+                f"put matgl's {self.model_name} folder there, or pass --option {self.name}.model_dir=DIR / set "
                 f"{ENVIRONMENT_VARIABLE} to the folder that holds it",
             )
 

@@ -32,8 +32,11 @@ class CachedServices:
     """Implements :class:`crystalgf.interfaces.EvaluationServices` with a JSON cache on disk."""
 
     def __init__(self, cache_dir: Path, predictors: dict[str, Callable[[], PropertyPredictor]],
-                 relaxer: Callable[[], Relaxer] | None, progress: Progress | None = None):
-        """``predictors`` maps a property to a factory of its predictor; factories run on first use."""
+                 relaxer: Callable[[], Relaxer] | None, progress: Progress | None = None, settings_key: str = ""):
+        """``predictors`` maps a property to a factory of its predictor; factories run on first use.
+        ``settings_key`` (e.g. a hash of the relaxer's and predictors' options) separates caches of
+        different settings."""
+        self.settings_key = settings_key
         self.cache_dir = cache_dir
         self._predictor_factories = predictors
         self._predictors: dict[str, PropertyPredictor] = {}
@@ -49,7 +52,7 @@ class CachedServices:
 
     def cached(self, kind: str, structures: Sequence[Structure],
                compute: Callable[[Sequence[Structure]], list[Any]]) -> list[Any]:
-        path = self.cache_dir / f"{kind}.json"
+        path = self.cache_dir / f"{kind}{'-' + self.settings_key if self.settings_key else ''}.json"
         cache: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         keys = [structure_key(s) for s in structures]
         missing = [i for i, key in enumerate(keys) if key not in cache]

@@ -9,19 +9,26 @@ from pathlib import Path
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.schema import Constraint
+from crystalgf.symmetry import equivalent_letter_maps
 
 OTHER = "other"
 
 
 def wyckoff_accuracy(proposed: Constraint, true: Constraint) -> float:
-    """Per element, the order-free multiset match of site labels, over the sum of max(#proposed, #true)."""
-    matched = total = 0
-    for element in set(true.counts) | set(proposed.counts):
-        mine = Counter(s.label for s in proposed.wyckoff_sites if s.element == element)
-        theirs = Counter(s.label for s in true.wyckoff_sites if s.element == element)
-        matched += sum((mine & theirs).values())
-        total += max(sum(mine.values()), sum(theirs.values()))
-    return matched / total if total else 0.0
+    """Per element, the order-free multiset match of site labels, over the sum of max(#proposed, #true);
+    0 in another space group, and the best over the group's equivalent relabellings of the letters."""
+    if proposed.space_group != true.space_group:
+        return 0.0
+    best = 0.0
+    for mapping in equivalent_letter_maps(true.space_group):
+        matched = total = 0
+        for element in set(true.counts) | set(proposed.counts):
+            mine = Counter(f"{s.multiplicity}{mapping[s.letter]}" for s in proposed.wyckoff_sites if s.element == element)
+            theirs = Counter(s.label for s in true.wyckoff_sites if s.element == element)
+            matched += sum((mine & theirs).values())
+            total += max(sum(mine.values()), sum(theirs.values()))
+        best = max(best, matched / total if total else 0.0)
+    return best
 
 
 @dataclass

@@ -145,14 +145,12 @@ def check_wyckoff_assignment(counts: Mapping[str, int], space_group: int, sites:
 def realizes_space_group(counts: Mapping[str, int], space_group: int, sites: Sequence[WyckoffSite]) -> bool:
     """Whether structures with these sites can have exactly this space group, not a higher one.
 
-    Positions with free parameters take generic values, so only an assignment of fixed
-    positions alone can be forced into a supergroup (``Na[8c] Cl[2a] Cl[6b]`` in Im-3m is CsCl
-    in a doubled cell, Pm-3m). That case is built once on a generic lattice and checked with spglib.
+    Some assignments force extra symmetry whatever the parameters: ``Na[8c] Cl[2a] Cl[6b]`` in
+    Im-3m is CsCl in a doubled cell (Pm-3m), and a single orbit in a polar group such as Pm gains
+    a mirror. The sites are placed once on a generic lattice of the crystal family, free
+    parameters at generic values, and spglib must find exactly the group.
     """
-    positions = {wp.letter: wp for wp in wyckoff_positions(space_group)}
-    if any(positions[site.letter].degrees_of_freedom > 0 for site in sites):
-        return True
-    return _fixed_sites_realize(space_group, tuple(sorted(sites)), tuple(counts))
+    return _sites_realize(space_group, tuple(sorted(sites)))
 
 
 _GENERIC_CELL = {  # lattice parameters without accidental symmetry, per crystal system
@@ -166,17 +164,19 @@ _GENERIC_CELL = {  # lattice parameters without accidental symmetry, per crystal
 }
 
 
-@lru_cache(maxsize=4096)
-def _fixed_sites_realize(space_group: int, sites: tuple[WyckoffSite, ...], species: tuple[str, ...]) -> bool:
+@lru_cache(maxsize=16384)
+def _sites_realize(space_group: int, sites: tuple[WyckoffSite, ...]) -> bool:
     group = pyxtal_group(space_group)
     lattice = Lattice.from_parameters(*_GENERIC_CELL[crystal_system(space_group)])
+    generic = np.random.default_rng(20240229)  # the same generic values every time
     elements, coordinates = [], []
     for site in sites:
-        orbit = group.get_wyckoff_position(site.label).apply_ops(np.zeros(3))
+        position = group.get_wyckoff_position(site.label)
+        representative = position.ops[0].operate(generic.random(3))
+        orbit = np.array([op.operate(representative) for op in position.ops])
         elements += [site.element] * len(orbit)
         coordinates += list(np.mod(orbit, 1.0))
-    structure = Structure(lattice, elements, coordinates)
-    return detect_space_group(structure, symprec=1e-3) == space_group
+    return detect_space_group(Structure(lattice, elements, coordinates), symprec=1e-3) == space_group
 
 
 def same_wyckoff_sites(space_group: int, first: Sequence[WyckoffSite], second: Sequence[WyckoffSite]) -> bool:

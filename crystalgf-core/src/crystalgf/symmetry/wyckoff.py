@@ -54,7 +54,9 @@ def split_label(label: str) -> tuple[int, str]:
 
 def check_space_group(space_group: int) -> int:
     """Return ``space_group`` if it is an integer in 1-230, else raise :class:`InvalidInputError`."""
-    if isinstance(space_group, bool) or not isinstance(space_group, int) or not 1 <= space_group <= 230:
+    if isinstance(space_group, bool) or not isinstance(space_group, int):
+        raise InvalidInputError(f"space group {space_group!r} must be an integer from 1 to 230")
+    if not 1 <= space_group <= 230:
         raise InvalidInputError(f"space group {space_group!r} is outside 1-230")
     return space_group
 

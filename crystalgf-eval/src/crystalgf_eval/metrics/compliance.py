@@ -14,6 +14,7 @@ from crystalgf.symmetry.analysis import constraint_from_structure
 from crystalgf.symmetry.detect import detect_space_group
 
 SYMPRECS = (0.1, 0.01, 0.001)
+"""Tolerances (Å) of the space-group check; Wyckoff sites are checked at the first."""
 
 
 def composition_complies(record: GeneratedCrystal, composition: Composition) -> bool:
@@ -31,7 +32,8 @@ def composition_complies(record: GeneratedCrystal, composition: Composition) -> 
 
 class Compliance(Evaluator):
     """Per structure: composition as requested, space group as constrained (spglib at symprec
-    0.1, 0.01, 0.001 Å) and Wyckoff sites as constrained (at 0.01 Å, up to equivalent relabelling)."""
+    0.1, 0.01, 0.001 Å) and Wyckoff sites as constrained (at 0.1 Å, up to equivalent relabelling);
+    ``all`` is composition, space group and Wyckoff sites at 0.1 Å."""
 
     name = "compliance"
     description = "composition, space group (symprec 0.1/0.01/0.001) and Wyckoff sites as requested"
@@ -50,7 +52,7 @@ class Compliance(Evaluator):
             for symprec in SYMPRECS:
                 result[f"space_group@{symprec}"] = detect_space_group(structure, symprec) == constraint.space_group
             try:
-                found = constraint_from_structure(structure, symprec=0.01)
+                found = constraint_from_structure(structure, symprec=SYMPRECS[0])
                 result["wyckoff"] = (found.space_group == constraint.space_group and
                                      same_wyckoff_sites(constraint.space_group, found.wyckoff_sites,
                                                         constraint.wyckoff_sites))

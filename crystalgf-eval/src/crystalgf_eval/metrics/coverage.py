@@ -10,6 +10,7 @@ import numpy as np
 from pymatgen.core import Structure
 from scipy.spatial.distance import cdist
 
+from crystalgf.errors import InvalidInputError
 from crystalgf.interfaces import EvaluationBatch, EvaluationServices, Evaluator, NotApplicable
 from crystalgf_eval.metrics.validity import composition_valid, structure_valid
 
@@ -50,7 +51,7 @@ class Coverage(Evaluator):
 
     def __init__(self, preset: str = "mp20", struct_cutoff: float | None = None, comp_cutoff: float | None = None):
         if preset not in CUTOFFS:
-            raise ValueError(f"unknown coverage preset {preset!r}; known: {', '.join(CUTOFFS)}")
+            raise InvalidInputError(f"unknown coverage preset {preset!r}; known: {', '.join(CUTOFFS)}")
         default_struct, default_comp = CUTOFFS[preset]
         self.preset = preset
         self.struct_cutoff = default_struct if struct_cutoff is None else struct_cutoff

@@ -23,7 +23,9 @@ def pair_key(batch: EvaluationBatch, index: int) -> str:
 class MatchRate(Evaluator):
     """Each reference structure is matched with the generated ones of the same request id; an item
     counts as matched if any candidate matches, with the smallest normalised RMS distance
-    (pymatgen ``get_rms_dist``, normalised by (V/N)^(1/3)). RMSE is averaged over matched items."""
+    (pymatgen ``get_rms_dist``, normalised by (V/N)^(1/3)). The match rate is over all reference
+    structures (one without a generated structure is a miss, as in CDVAE's evaluation);
+    ``match_rate_paired`` only over those with a candidate. RMSE is averaged over matched items."""
 
     name = "match-rate"
     description = "CSP match rate and RMSE (StructureMatcher stol=0.5, angle_tol=10, ltol=0.3)"
@@ -46,7 +48,8 @@ class MatchRate(Evaluator):
         if not per:
             raise NotApplicable("no generated structure shares an id with the reference")
         matched = [p["rms"] for p in per.values() if p["matched"]]
-        return {"summary": {"match_rate": len(matched) / len(per),
+        return {"summary": {"match_rate": len(matched) / len(batch.reference),
+                            "match_rate_paired": len(matched) / len(per),
                             "rmse": sum(matched) / len(matched) if matched else None,
                             "paired_references": len(per),
                             "unpaired_references": len(batch.reference) - len(per)},
