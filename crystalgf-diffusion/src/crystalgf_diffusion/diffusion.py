@@ -51,20 +51,25 @@ def training_loss(model: Denoiser, batch: dict[str, torch.Tensor], property_drop
     step = torch.randint(1, TIMESTEPS + 1, (crystals,), generator=generator)
     t = step.float() / TIMESTEPS
     alpha_bar = alpha_bars()[step - 1]
-    mask, bias = batch["k_mask"], batch["k_bias"]
+    mask = batch["k_mask"]
     noise_k = torch.randn(crystals, 6, generator=generator) * mask
-    k_t = (alpha_bar.sqrt()[:, None] * (batch["k"] - bias) + (1 - alpha_bar).sqrt()[:, None] * noise_k) * mask + bias
+    z_t = alpha_bar.sqrt()[:, None] * standardise(model, batch) + (1 - alpha_bar).sqrt()[:, None] * noise_k
     sigma = sigmas(t)[batch["orbit_crystal"]][:, None].expand(-1, 3)
     noise_f = torch.randn(batch["f"].shape, generator=generator) * batch["free"]
     f_t = torch.remainder(batch["f"] + sigma * noise_f, 1.0)
     target = wrapped_normal_score(sigma * noise_f, sigma) * batch["free"]
     keep = torch.rand(batch["has_property"].shape, generator=generator) >= property_dropout
-    predicted_noise, atom_scores = model(batch, k_t, expand(batch, f_t), t, batch["has_property"] & keep)
+    predicted_noise, atom_scores = model(batch, z_t, expand(batch, f_t), t, batch["has_property"] & keep)
     scores = orbit_scores(batch, atom_scores)
     lattice_loss = (((predicted_noise - noise_k) * mask) ** 2).sum() / mask.sum().clamp(min=1)
     free = batch["free"].sum().clamp(min=1)
     coordinate_loss = (((scores - target) * sigma * batch["free"]) ** 2).sum() / free
     return lattice_loss + coordinate_loss, {"lattice": lattice_loss.item(), "coordinates": coordinate_loss.item()}
+
+
+def standardise(model: Denoiser, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Lattice coefficients in the model's standardised units (0 where the family fixes them)."""
+    return (batch["k"] - batch["k_bias"] - model.k_mean) / model.k_std * batch["k_mask"]
 
 
 def orbit_scores(batch: dict[str, torch.Tensor], atom_scores: torch.Tensor) -> torch.Tensor:
@@ -100,7 +105,7 @@ def sample(model: Denoiser, batch: dict[str, torch.Tensor], seeds: Sequence[int]
     present = batch["has_property"]
     grid = torch.linspace(TIMESTEPS, 1, steps).round().long()
     bars = alpha_bars().to(device)
-    k = noise_k() * mask + bias
+    z = noise_k() * mask
     f = uniform_f() * free
 
     def predict(k_t, f_t, t):
@@ -121,20 +126,19 @@ def sample(model: Denoiser, batch: dict[str, torch.Tensor], seeds: Sequence[int]
         sigma = sigmas(torch.tensor(t)).item()
         sigma_previous = sigmas(torch.tensor(previous / TIMESTEPS)).item() if previous else 0.0
         # Corrector: one Langevin step on the free parameters at the current noise level.
-        _, scores = predict(k, f, t)
+        _, scores = predict(z, f, t)
         size = corrector_step * (sigma / SIGMA_MIN) ** 2
         f = torch.remainder(f + size * scores + math.sqrt(2 * size) * noise_f() * free, 1.0) * free
         # Predictor: reverse diffusion of the free parameters and a DDPM step of the lattice.
-        predicted_noise, scores = predict(k, f, t)
+        predicted_noise, scores = predict(z, f, t)
         variance = sigma**2 - sigma_previous**2
         f = torch.remainder(f + variance * scores + math.sqrt(variance) * noise_f() * free, 1.0) * free
         bar, bar_previous = bars[step - 1], (bars[previous - 1] if previous else torch.tensor(1.0, device=device))
-        k0 = ((k - bias) - (1 - bar).sqrt() * predicted_noise) / bar.sqrt()
-        k0 = k0.clamp(-5, 5)
+        z0 = ((z - (1 - bar).sqrt() * predicted_noise) / bar.sqrt()).clamp(-6, 6)
         beta = 1 - bar / bar_previous
-        mean = (bar_previous.sqrt() * beta / (1 - bar)) * k0 + ((1 - beta).sqrt() * (1 - bar_previous) / (1 - bar)) * (k - bias)
+        mean = (bar_previous.sqrt() * beta / (1 - bar)) * z0 + ((1 - beta).sqrt() * (1 - bar_previous) / (1 - bar)) * z
         spread = (beta * (1 - bar_previous) / (1 - bar)).clamp(min=0).sqrt() if previous else 0.0
-        k = (mean + spread * noise_k()) * mask + bias
+        z = (mean + spread * noise_k()) * mask
         if on_step is not None:
             on_step()
-    return k, f
+    return (z * model.k_std + model.k_mean) * mask + bias, f

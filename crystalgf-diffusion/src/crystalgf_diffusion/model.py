@@ -102,18 +102,24 @@ class Denoiser(nn.Module):
         self.atoms = nn.Embedding(119, config.atom_dim)
         self.time_dim = config.time_dim
         self.properties = PropertyEmbedding(config)
-        self.inputs = nn.Linear(config.atom_dim + config.time_dim, config.hidden)
+        self.inputs = nn.Linear(config.atom_dim + config.time_dim + 6, config.hidden)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.layers))
         self.coordinate_head = nn.Linear(config.hidden, 3, bias=False)
         self.lattice_head = nn.Sequential(nn.Linear(config.hidden, config.hidden), nn.SiLU(),
                                           nn.Linear(config.hidden, 6))
         self.register_buffer("frequencies", torch.arange(1, config.fourier + 1, dtype=torch.float32))
+        # Statistics of the free lattice coefficients in the training data: the lattice is
+        # diffused in standardised units z = (k - bias - mean) / std.
+        self.register_buffer("k_mean", torch.zeros(6))
+        self.register_buffer("k_std", torch.ones(6))
 
     def forward(self, batch: dict[str, torch.Tensor], k: torch.Tensor, x: torch.Tensor, t: torch.Tensor,
                 present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``k``: standardised lattice coefficients z_t (B, 6); ``x``: fractional coordinates (A, 3)."""
         atom_crystal, edges = batch["atom_crystal"], batch["edges"]
         counts = torch.bincount(atom_crystal, minlength=len(k)).clamp(min=1).to(x.dtype)
-        h = self.inputs(torch.cat([self.atoms(batch["atom_type"]), sinusoidal(t, self.time_dim)[atom_crystal]], -1))
+        h = self.inputs(torch.cat([self.atoms(batch["atom_type"]), sinusoidal(t, self.time_dim)[atom_crystal],
+                                   k[atom_crystal]], -1))
         tokens = self.properties(batch["properties"], present)
         source, target = edges
         difference = x[source] - x[target]

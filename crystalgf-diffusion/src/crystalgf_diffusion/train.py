@@ -22,6 +22,7 @@ from crystalgf.manifest import now, package_versions
 from crystalgf_diffusion.checkpoint import save_checkpoint
 from crystalgf_diffusion.data import CrystalSample, collate
 from crystalgf_diffusion.diffusion import prepare, training_loss
+from crystalgf_diffusion.lattice import BIASES, MASKS
 from crystalgf_diffusion.model import Denoiser, DenoiserConfig
 
 STATE_FILE = "train_state.pt"
@@ -45,6 +46,7 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     model = Denoiser(model_config)
+    set_lattice_statistics(model, train_set)
     ema = copy.deepcopy(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.6, patience=30, min_lr=1e-5)
@@ -90,6 +92,19 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
         if on_epoch is not None:
             on_epoch(epoch + 1, entry)
     return ema.eval()
+
+
+def set_lattice_statistics(model: Denoiser, samples: Sequence[CrystalSample]) -> None:
+    """Mean and spread of each free lattice coefficient over the training crystals."""
+    k = torch.tensor(np.array([s.k for s in samples]), dtype=torch.float32)
+    family = torch.tensor([s.family for s in samples])
+    mask, bias = MASKS[family], BIASES[family]
+    free = (k - bias) * mask
+    count = mask.sum(0).clamp(min=1)
+    mean = free.sum(0) / count
+    std = (((free - mean) * mask) ** 2).sum(0).div(count).sqrt().clamp(min=0.01)
+    model.k_mean.copy_(mean)
+    model.k_std.copy_(std)
 
 
 def _save(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler, epoch: int,
