@@ -128,3 +128,51 @@ def test_checkpoint_round_trip(tiny_model, tmp_path):
     with pytest.raises(Exception):
         torch.save({"evil": object()}, tmp_path / "model.pt")
         load_checkpoint(tmp_path)
+
+
+def test_train_command_writes_and_resumes_a_checkpoint(data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    args = ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"), "--limit", "24", "--batch-size", "12",
+            "--property", "band_gap", "-o", str(tmp_path / "ckpt")]
+    assert CliRunner().invoke(main, [*args, "--epochs", "1"], catch_exceptions=False).exit_code == 0
+    resumed = CliRunner().invoke(main, [*args, "--epochs", "2", "--resume"], catch_exceptions=False)
+    assert resumed.exit_code == 0
+    import json
+
+    assert [entry["epoch"] for entry in json.loads((tmp_path / "ckpt" / "history.json").read_text())] == [1, 2]
+    model, record = load_checkpoint(tmp_path / "ckpt")
+    assert record["epochs"] == 2 and record["conditioning"] == "band_gap"
+    again = CliRunner().invoke(main, [*args, "--epochs", "1"])
+    assert again.exit_code == 2 and "not empty" in again.stderr
+
+
+def test_shipped_checkpoint_generates_exact_constraints(tmp_path):
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", "--h", "diffusion", "--formula", "SrTiO3", "--band-gap", "1.5",
+                                       "--space-group", "99", "-n", "3", "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0
+    import json
+
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        assert record["reduced_formula"] == "SrTiO3" and record["generators"]["h"]["name"] == "diffusion"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any(path.endswith("model.pt") for path in manifest["weights"])
+
+
+def test_missing_checkpoint_is_explained(tmp_path):
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--h", "diffusion", "--h-option", f"checkpoint={tmp_path}",
+                                       "--formula", "NaCl", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and "weights not found" in result.stderr and "crystalgf train h" in result.stderr
