@@ -16,15 +16,15 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from crystalgf.config import DEFAULT_G, DEFAULT_H, RunConfig, load_run_config, parse_options
+from crystalgf.config import DEFAULT_G, DEFAULT_H, load_run_config, parse_options
 from crystalgf.errors import CrystalGFError, InvalidInputError
 from crystalgf.inputs import read_constraints, read_requests
 from crystalgf.manifest import new_manifest, now, write_json
 from crystalgf.output import FORMATS, RunOutput, check_output_directory
 from crystalgf.pipeline import GenerationSummary, StructureJob, build_structures, jobs_for_constraints, propose_constraints
+from crystalgf.progress import progress_bar
 from crystalgf.plugins import KINDS, PluginRegistry, RegisteredPlugin
 from crystalgf.schema import Constraint, PluginVersion
 from crystalgf.symmetry.wyckoff import space_group_symbol
@@ -188,7 +188,7 @@ def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: i
     temporary = output.with_name(output.name + ".tmp")
     written = 0
     try:
-        with _progress() as progress, temporary.open("w", encoding="utf-8") as handle:
+        with progress_bar() as progress, temporary.open("w", encoding="utf-8") as handle:
             task = progress.add_task(f"G {g}", total=len(requests))
             for start in range(0, len(requests), 64):
                 batch = requests[start:start + 64]
@@ -253,7 +253,7 @@ def _generate(jobs: Sequence[StructureJob], structure_generator: Any, relaxer: A
     manifest["command_line"] = shlex.join(["crystalgf", *sys.argv[1:]])
     write_json(output.manifest_path, manifest)
     try:
-        with _progress() as progress:
+        with progress_bar() as progress:
             task = progress.add_task(f"H {used['h'].name}", total=len(jobs))
             summary = build_structures(structure_generator, jobs, output, versions, relaxer, batch_size,
                                        on_progress=lambda k: progress.advance(task, k))
@@ -264,11 +264,6 @@ def _generate(jobs: Sequence[StructureJob], structure_generator: Any, relaxer: A
     write_json(output.manifest_path, {**manifest, "status": "complete", "finished": now(),
                                       "structures": len(summary.records), "failed": summary.failed})
     return summary
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=stderr)
 
 
 def _report_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:

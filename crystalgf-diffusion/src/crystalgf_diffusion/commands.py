@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from crystalgf.progress import progress_bar
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.output import check_output_directory
@@ -42,8 +42,7 @@ def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, 
     elif not (output / "train_state.pt").is_file():
         raise InvalidInputError(f"{output} holds no training state to resume")
     cache = output / "cache"
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=stderr)
+    progress = progress_bar()
     with progress:
         train_set, failed = [], 0
         for path in data:

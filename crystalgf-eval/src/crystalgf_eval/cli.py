@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from crystalgf.progress import progress_bar
 
 from crystalgf.config import parse_options
 from crystalgf.datasets import ConstraintTable
@@ -105,8 +105,7 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
                                             "metrics": names, "predictors": chosen, "relaxer": relaxer,
                                             "relaxer_options": relax_settings}, {}, [])
     write_json(output / "manifest.json", manifest)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=stderr)
+    progress = progress_bar()
     with progress:
         services = CachedServices(output / "cache", factories, relaxer_factory, progress, settings_key)
         report = evaluate_batch(batch, evaluators, services, output, {**header, "skipped": len(skipped)})
