@@ -63,7 +63,7 @@ def main() -> None:
               "rows": rows}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "predictor_errors.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = [f"# Property predictors against DFT labels", "", f"{report['date']}, {report['hardware']}, seed {args.seed}", "",
+    lines = ["# Property predictors against DFT labels", "", f"{report['date']}, {report['hardware']}, seed {args.seed}", "",
              "| predictor | data | n | no prediction | MAE | median abs. error | mean error | Pearson r | within 0.05 | s/structure |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['predictor']} | {r['data']} | {r['n']} | {r['unpredicted']} | {r['mae']:.3f} | {r['median_abs_error']:.3f} | "
