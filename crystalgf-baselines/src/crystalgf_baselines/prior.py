@@ -32,13 +32,16 @@ _SMOOTHING = 5.0
 
 
 class PriorGenerator(ConstraintGenerator):
-    """Data-driven prior over space groups and Wyckoff sites (deterministic; the seed is unused)."""
+    """Data-driven prior over space groups and Wyckoff sites (deterministic; the seed is unused).
+
+    ``per_group`` caps the constraints returned per space group (1: the top-k are distinct groups).
+    """
 
     name = "prior"
     description = "space-group frequency by stoichiometry pattern, then a frequent valid Wyckoff assignment"
 
     def __init__(self, table: str | None = None, groups_per_request: int = 6, assignments_per_group: int = 40,
-                 compositions_per_request: int = 3):
+                 compositions_per_request: int = 3, per_group: int | None = None):
         candidates = [Path(p) for p in (table, os.environ.get(TABLE_ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_TABLE]
         self.table_path = candidates[0]
         if not self.table_path.is_file():
@@ -51,6 +54,7 @@ class PriorGenerator(ConstraintGenerator):
         self.groups_per_request = groups_per_request
         self.assignments_per_group = assignments_per_group
         self.compositions_per_request = compositions_per_request
+        self.per_group = per_group
 
     def weights_files(self) -> list[Path]:
         return [self.table_path]
@@ -75,9 +79,13 @@ class PriorGenerator(ConstraintGenerator):
             )
         scored.sort(key=lambda item: (-item[0], -item[1]))
         unique: dict[tuple, Constraint] = {}
+        in_group: dict[int, int] = {}
         for score, _, constraint in scored:
             key = (constraint.cell_formula, constraint.space_group, tuple(sorted(constraint.wyckoff_sites)))
-            unique.setdefault(key, constraint.model_copy(update={"score": round(score, 4)}))
+            if key in unique or in_group.get(constraint.space_group, 0) >= (self.per_group or top_k):
+                continue
+            in_group[constraint.space_group] = in_group.get(constraint.space_group, 0) + 1
+            unique[key] = constraint.model_copy(update={"score": round(score, 4)})
         return list(unique.values())[:top_k]
 
     def _rank_formula(self, ratio: dict[str, int], request: GenerationRequest,

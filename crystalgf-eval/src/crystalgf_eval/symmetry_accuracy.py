@@ -8,10 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from crystalgf.errors import InvalidInputError
-from crystalgf.schema import Constraint
+from crystalgf.schema import INPUT_MODES, Constraint, GenerationRequest, PropertyTarget
 from crystalgf.symmetry import equivalent_letter_maps
 
 OTHER = "other"
+
+
+def request_for(true: Constraint, mode: str, value: float, space_group: int | None = None,
+                request_id: str = "request") -> GenerationRequest:
+    """The request that asks G for a known crystal in one input mode (formula mode: the exact cell),
+    optionally with its space group given (for Wyckoff accuracy)."""
+    kind, prop = INPUT_MODES[mode]
+    composition = {"formula": true.cell_formula, "exact_cell": True} if kind == "formula" else \
+        {"elements": sorted(true.counts)}
+    return GenerationRequest.from_dict({**composition, "properties": {prop: PropertyTarget(name=prop, value=value)},
+                                        "space_group": space_group, "request_id": request_id,
+                                        "max_atoms": max(20, sum(true.counts.values()))})
 
 
 def wyckoff_accuracy(proposed: Constraint, true: Constraint) -> float:

