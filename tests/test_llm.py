@@ -102,11 +102,15 @@ def test_g_data_writes_alpaca_records_in_four_modes(tmp_path, constraints_csv, p
 
 def test_cached_candidate_scores_equal_full_sequence_log_probabilities(smollm2):
     tokenizer, model = smollm2
-    scorer = TransformersScorer(model, tokenizer, batch_size=2)
+    scorer = TransformersScorer(model, tokenizer, batch_size=2)  # batches share the instruction's KV cache
     builder = PromptBuilder("en")
     prompts = [builder.space_group({"Sc": 2, "Ni": 6}, {"band_gap": 0.0}),
-               builder.space_group(["Cl", "Na"], {"band_gap": 5.0}, [("KCl", 225)])]
-    candidates = [[builder.space_group_answer(g) for g in (194, 19, 225)], [builder.space_group_answer(225)]]
+               builder.space_group({"Na": 4, "Cl": 4}, {"band_gap": 5.0}, [("KCl", 225)]),
+               builder.space_group(["Cl", "Na"], {"band_gap": 5.0}, [("KCl", 225)]),
+               builder.wyckoff({"Na": 4, "Cl": 4}, {"band_gap": 5.0}, 225)]
+    candidates = [[builder.space_group_answer(g) for g in (194, 19, 225)], [builder.space_group_answer(225)],
+                  [builder.space_group_answer(g) for g in (225, 221)],
+                  [builder.wyckoff_answer(s) for s in ("Na[4a] Cl[4b]", "Na[4b] Cl[4a]", "Na[4a] Cl[4a]")]]
     scores = scorer.score(prompts, candidates)
     for prompt, options, got in zip(prompts, candidates, scores):
         for text, value in zip(options, got):

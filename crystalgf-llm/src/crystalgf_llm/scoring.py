@@ -3,7 +3,8 @@
 G's answers are restricted to a candidate set that is valid by construction (space groups
 in which the composition has a Wyckoff assignment; assignments that realise the group), so
 decoding is an exact ranking of those candidates by log P(answer | prompt): the prompt is run
-once (batched, left-padded) and its KV cache is shared by all of its candidates.
+once (batched) and its KV cache is shared by all of its candidates; the instruction that
+every prompt of a batch starts with is run once and its KV cache kept for later batches.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+from transformers import DynamicCache
 
 from crystalgf_llm.prompts import Prompt
 
@@ -44,6 +46,7 @@ class TransformersScorer:
         self.format = ChatFormat(tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.batch_size = batch_size
+        self._prefixes: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     @property
     def device(self) -> torch.device:
@@ -58,19 +61,38 @@ class TransformersScorer:
                                         candidates[start:start + self.batch_size])
         return scores
 
+    def _prefix_cache(self, prefix: list[int], rows: int) -> DynamicCache | None:
+        """A fresh cache holding the shared ``prefix`` for ``rows`` prompts (computed once per prefix)."""
+        if not prefix:
+            return None
+        key = tuple(prefix)
+        if key not in self._prefixes:
+            if len(self._prefixes) >= 16:
+                self._prefixes.pop(next(iter(self._prefixes)))
+            out = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True, logits_to_keep=1)
+            self._prefixes[key] = [(layer.keys, layer.values) for layer in out.cache.layers]
+        cache = DynamicCache()
+        for index, (keys, values) in enumerate(self._prefixes[key]):
+            cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
+        return cache
+
     def _score_batch(self, prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
         device = self.device
         encoded = [self.format.prompt_ids(p) for p in prompts]
-        width = max(len(ids) for ids in encoded)
+        shared = _common_prefix_length(encoded) if len(encoded) > 1 else 0
+        cache = self._prefix_cache(encoded[0][:shared], len(encoded))
+        width = max(len(ids) for ids in encoded) - shared
         ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        own = torch.zeros((len(encoded), width), dtype=torch.long)  # each prompt's own tokens, left-padded
         for row, tokens in enumerate(encoded):
-            ids[row, width - len(tokens):] = torch.tensor(tokens)
-            mask[row, width - len(tokens):] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
-                         use_cache=True, logits_to_keep=1)
+            ids[row, width - len(tokens) + shared:] = torch.tensor(tokens[shared:])
+            own[row, width - len(tokens) + shared:] = 1
+        ids, own = ids.to(device), own.to(device)
+        mask = torch.cat([torch.ones((len(encoded), shared), dtype=torch.long, device=device), own], dim=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=shared + (own.cumsum(-1) - 1).clamp(min=0),
+                         cache=cache, use_cache=True, logits_to_keep=1)
         first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+        lengths = shared + own.sum(-1)
 
         owners = [row for row, options in enumerate(candidates) for _ in options]
         answers = [self.format.answer_ids(text) for options in candidates for text in options]
@@ -86,7 +108,7 @@ class TransformersScorer:
         owner = torch.tensor(owners, device=device)
         cache = out.cache
         cache.reorder_cache(owner)
-        positions = mask.sum(-1)[owner, None] + torch.arange(length, device=device)
+        positions = lengths[owner, None] + torch.arange(length, device=device)
         logits = self.model(input_ids=answer_ids, attention_mask=torch.cat([mask[owner], answer_mask], dim=1),
                             position_ids=positions, cache=cache).logits
         log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
@@ -96,3 +118,12 @@ class TransformersScorer:
         for row, total in zip(owners, totals):
             grouped[row].append(total)
         return grouped
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """Tokens all sequences start with, leaving each at least one of its own."""
+    shortest = min(len(s) for s in sequences)
+    length = 0
+    while length < shortest - 1 and all(s[length] == sequences[0][length] for s in sequences):
+        length += 1
+    return length
