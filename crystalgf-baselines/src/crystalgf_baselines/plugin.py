@@ -5,6 +5,8 @@ from __future__ import annotations
 from crystalgf.hookspecs import hookimpl
 from crystalgf.interfaces import ConstraintGenerator, StructureGenerator
 
+from crystalgf_baselines.con_cdvae_h import ConCdvaeGenerator
+from crystalgf_baselines.mattergen_h import MatterGenGenerator
 from crystalgf_baselines.prior import PriorGenerator
 from crystalgf_baselines.pyxtal_h import PyxtalGenerator
 from crystalgf_baselines.random_g import RandomGenerator
@@ -17,4 +19,4 @@ def crystalgf_add_constraint_generators() -> list[type[ConstraintGenerator]]:
 
 @hookimpl
 def crystalgf_add_structure_generators() -> list[type[StructureGenerator]]:
-    return [PyxtalGenerator]
+    return [PyxtalGenerator, MatterGenGenerator, ConCdvaeGenerator]

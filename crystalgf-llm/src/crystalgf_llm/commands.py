@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from crystalgf.errors import InvalidInputError
+from crystalgf.manifest import sha256_file
 from crystalgf.output import check_output_directory
 from crystalgf.progress import progress_bar
 from crystalgf.schema import INPUT_MODES
@@ -91,6 +92,9 @@ def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batc
     if not resume:
         check_output_directory(output, overwrite=False)
     crystals = _read(data, dataset, "train")[:limit]
+    folder, gguf = BACKBONES[backbone].locate(weights)
+    sources = {"data": {str(p): sha256_file(p) for p in data}, "backbone": backbone,
+               "backbone_weights": {str(folder / gguf): sha256_file(folder / gguf)} if gguf else str(folder)}
     tokenizer, model = load_base_model(BACKBONES[backbone], weights, device, dtype)
     adapter = AdapterSettings(backbone=backbone, language=language, neighbours=neighbours)
     settings = LoraSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, rank=rank,
@@ -99,7 +103,7 @@ def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batc
     progress = progress_bar()
     with progress:
         task = progress.add_task("fine-tuning", total=None)
-        record = train_adapter(model, tokenizer, crystals, adapter, settings, output, resume, stop_after,
+        record = train_adapter(model, tokenizer, crystals, adapter, settings, output, sources, resume, stop_after,
                                on_step=lambda step, total, loss: progress.update(
                                    task, completed=step, total=total, description=f"fine-tuning (loss {loss:.3f})"))
     click.echo(f"adapter: {output} ({len(crystals)} crystals, final loss {record['epochs'][-1]['train_loss']:.3f})")

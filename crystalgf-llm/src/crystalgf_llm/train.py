@@ -69,11 +69,13 @@ def _answer_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Ten
 
 
 def train_adapter(model, tokenizer, crystals: Sequence[LabelledCrystal], adapter: AdapterSettings,
-                  settings: LoraSettings, output: Path, resume: bool = False, stop_after: int | None = None,
+                  settings: LoraSettings, output: Path, sources: dict | None = None, resume: bool = False,
+                  stop_after: int | None = None,
                   on_step: Callable[[int, int, float], None] | None = None) -> dict:
     """Fine-tune ``model`` (a base model) with LoRA; returns the training record written to OUTPUT.
 
-    ``stop_after`` ends the run after that epoch of the schedule (continue it with ``resume``)."""
+    ``sources`` (data and weights hashes) go into the record; ``stop_after`` ends the run after that
+    epoch of the schedule (continue it with ``resume``)."""
     from peft import LoraConfig, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
@@ -88,7 +90,8 @@ def train_adapter(model, tokenizer, crystals: Sequence[LabelledCrystal], adapter
     total = per_epoch * settings.epochs
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=settings.learning_rate)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(settings.warmup_fraction * total), total)
-    record = {"settings": asdict(settings), "adapter": asdict(adapter), "crystals": len(crystals), "epochs": []}
+    record = {"settings": asdict(settings), "adapter": asdict(adapter), "sources": sources or {},
+              "crystals": len(crystals), "epochs": []}
     first_epoch = 0
     if resume:
         state = torch.load(output / STATE_FILE, weights_only=False)
