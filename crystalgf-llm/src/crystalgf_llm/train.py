@@ -83,6 +83,7 @@ def train_adapter(model, tokenizer, crystals: Sequence[LabelledCrystal], adapter
     model = get_peft_model(model, LoraConfig(
         r=settings.rank, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
         target_modules=["q_proj", "k_proj", "v_proj"], task_type="CAUSAL_LM"))
+    model.peft_config["default"].base_model_name_or_path = adapter.backbone  # a plugin name, not a local path
     builder = PromptBuilder(adapter.language)
     index = NeighbourIndex.fit(c.constraint for c in crystals) if adapter.neighbours else None
     format_ = ChatFormat(tokenizer)
