@@ -10,7 +10,7 @@ For each held-out row (``holdout_split(reduced_formula) == "test"``) and each in
   then per element the multiset of proposed site labels is matched with the true one; an
   item scores (matched sites) / (sum over elements of max(#proposed, #true)).
 Requests go to G in batches; throughput is whole constraints (both stages) per second.
-Results are merged into ``benchmarks/results/g_symmetry_accuracy.{json,md}`` (date, hardware,
+Results are merged into ``benchmarks/results/g_symmetry_accuracy.{json,md}`` (the JSON after every mode) (date, hardware,
 versions, seed per G) with a space-group confusion plot per G (formula + band gap).
 """
 
@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pymatgen.core import Composition
@@ -47,8 +48,9 @@ def _top1(generator, requests, seed: int) -> list:
         return [item for request in requests for item in _top1(generator, [request], seed)]
 
 
-def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_limit: int | None) -> dict:
-    table = {}
+def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_limit: int | None,
+             on_mode: Callable[[str, dict], None]) -> None:
+    """Each mode's row is handed to ``on_mode`` as soon as it is measured."""
     for name in modes:
         prop = INPUT_MODES[name][1]
         rows = entries[:elements_limit] if name.startswith("elements") else entries
@@ -65,16 +67,15 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
                                                          e.constraint.space_group, e.id) for e in batch], seed)
         truths = [e.constraint for e in rows]
         pairs = [(p, t) for p, t in zip(proposed, truths) if p is not None]
-        table[name] = {
+        on_mode(name, {
             "rows": len(rows),
             "space_group_accuracy": sum(p.space_group == t.space_group for p, t in pairs) / len(rows),
             "wyckoff_accuracy": sum(wyckoff_accuracy(p, t) for p, t in zip(given_group, truths) if p) / len(rows),
             "failed": len(rows) - len(pairs), "constraints_per_second": round(len(rows) / seconds, 2),
-        }
+        })
         if name == "formula+band_gap" and pairs:
             labels, matrix = SymmetryAccuracy(pairs).confusion()
             confusion_matrix(labels, matrix, RESULTS / f"g_confusion_{generator.name}.png")
-    return table
 
 
 def main() -> None:
@@ -99,13 +100,17 @@ def main() -> None:
     hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
     for g in args.g:
         options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
-        table = evaluate(registry.create("g", g, **options), entries, args.modes, args.seed, args.batch_size,
-                         args.elements_limit)
-        previous = report["results"].get(g, {}).get("modes", {})
-        report["results"][g] = {"date": now(), "hardware": hardware, "seed": args.seed, "options": options,
-                                "batch_size": args.batch_size, "versions": package_versions(),
-                                "modes": {**previous, **table}}
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        result = {"date": now(), "hardware": hardware, "seed": args.seed, "options": options,
+                  "batch_size": args.batch_size, "versions": package_versions(),
+                  "modes": report["results"].get(g, {}).get("modes", {})}
+        report["results"][g] = result
+
+        def save(mode: str, row: dict, result: dict = result) -> None:
+            result["modes"][mode] = row
+            out.write_text(json.dumps(report, indent=2) + "\n")
+
+        evaluate(registry.create("g", g, **options), entries, args.modes, args.seed, args.batch_size,
+                 args.elements_limit, save)
     lines = [f"# G symmetry accuracy (held-out split, {len(entries)} rows)", "",
              "Top-1 space group; Wyckoff accuracy given the true space group (and exact cell in formula mode); "
              "throughput: whole constraints per second, batched. Date, hardware and seed per G in the JSON file.", "",
