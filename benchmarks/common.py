@@ -1,0 +1,61 @@
+"""What the benchmark scripts share: paths, the held-out split, G's top-1 with failures counted, hardware."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+from pymatgen.core import Composition
+
+from crystalgf.datasets import ConstraintTable, holdout_split
+from crystalgf.errors import CrystalGFError
+
+RESULTS = Path(__file__).parent / "results"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CONSTRAINTS = DATA / "crystalgf_constraints" / "constraints.csv"
+MODELS = DATA.parent / "models" / "matgl"
+
+
+def held_out_entries(path: Path = CONSTRAINTS, limit: int | None = None) -> list:
+    """Rows of the constraint table whose reduced formula falls in the held-out ("test") part."""
+    return [e for e in ConstraintTable().read(path).entries
+            if holdout_split(Composition(e.constraint.counts).reduced_formula) == "test"][:limit]
+
+
+def top1(generator, requests, seed: int) -> list:
+    """Top-1 constraint per request (None where G failed); a failing batch is retried one by one."""
+    try:
+        return [found[0] for found in generator.generate(requests, 1, seed)]
+    except CrystalGFError:
+        if len(requests) == 1:
+            return [None]
+        return [item for request in requests for item in top1(generator, [request], seed)]
+
+
+def hardware() -> str:
+    """The machine in words: the GPU where torch sees one, else CPU cores and torch threads."""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, no GPU, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+
+
+def use_shared_models() -> None:
+    """Point matgl's loader at the shared pretrained models unless the user chose a folder."""
+    os.environ.setdefault("CRYSTALGF_MATGL_MODELS", str(MODELS))
+
+
+def write_results(stem: str, report: dict[str, Any], markdown: list[str] | None = None) -> None:
+    """``results/<stem>.json`` (and ``.md`` when given), replaced whole so a reader never sees half a file."""
+    RESULTS.mkdir(exist_ok=True)
+    for suffix, text in ((".json", json.dumps(report, indent=2) + "\n"),
+                         (".md", "\n".join(markdown or []) + "\n")):
+        if suffix == ".md" and markdown is None:
+            continue
+        temporary = RESULTS / f"{stem}{suffix}.tmp"
+        temporary.write_text(text)
+        os.replace(temporary, RESULTS / f"{stem}{suffix}")
