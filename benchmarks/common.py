@@ -49,6 +49,16 @@ def use_shared_models() -> None:
     os.environ.setdefault("CRYSTALGF_MATGL_MODELS", str(MODELS))
 
 
+def earlier_results(stem: str, **same: Any) -> dict[str, Any]:
+    """The ``results`` of ``results/<stem>.json`` when it was measured with the same settings, else {}:
+    a run of some pipelines keeps the others' rows."""
+    path = RESULTS / f"{stem}.json"
+    if not path.is_file():
+        return {}
+    report = json.loads(path.read_text())
+    return report.get("results", {}) if all(report.get(k) == v for k, v in same.items()) else {}
+
+
 def write_results(stem: str, report: dict[str, Any], markdown: list[str] | None = None) -> None:
     """``results/<stem>.json`` (and ``.md`` when given), replaced whole so a reader never sees half a file."""
     RESULTS.mkdir(exist_ok=True)

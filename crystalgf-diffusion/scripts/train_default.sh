@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
-# Re-creates the shipped checkpoint crystalgf_diffusion/weights/perov5-small from the shared data.
-# Usage (from the repository root, next to ../shared): bash crystalgf-diffusion/scripts/train_default.sh
-# 300 epochs take about 17 minutes on 2 CPU cores.
+# Re-creates a shipped checkpoint of H diffusion from the shared data (weights/<name>).
+# Usage (from the repository root, next to ../shared):
+#   bash crystalgf-diffusion/scripts/train_default.sh perov5-small        # about 17 minutes on 2 CPU cores
+#   bash crystalgf-diffusion/scripts/train_default.sh mp20-sample-small   # see MODEL_CARD.md for its time
 set -euo pipefail
-out=${1:-/tmp/crystalgf-perov5-small}
-crystalgf train h --data ../shared/data/perov_5/val.csv --property all --preset small \
-    --epochs 300 --batch-size 256 --seed 0 -o "$out"
-target=crystalgf-diffusion/src/crystalgf_diffusion/weights/perov5-small
+name=${1:-perov5-small}
+data=../shared/data
+case "$name" in
+    perov5-small) args=(--data "$data/perov_5/val.csv" --epochs 300 --batch-size 256) ;;
+    mp20-sample-small) args=(--data "$data/mp_20_sample/train.csv" --validation "$data/mp_20_sample/val.csv"
+                             --epochs MP20_EPOCHS --batch-size 64) ;;
+    *) echo "unknown checkpoint $name (perov5-small or mp20-sample-small)" >&2; exit 2 ;;
+esac
+out=${2:-/tmp/crystalgf-$name}
+crystalgf train h "${args[@]}" --property all --preset small --seed 0 -o "$out"
+target=crystalgf-diffusion/src/crystalgf_diffusion/weights/$name
 mkdir -p "$target"
 cp "$out/model.pt" "$out/config.json" "$out/history.json" "$target/"
 sha256sum "$target/model.pt"

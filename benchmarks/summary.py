@@ -1,0 +1,106 @@
+"""The README's comparison tables, rendered from the committed results.
+
+    python benchmarks/summary.py            # print them
+    python benchmarks/summary.py --readme   # replace them in README.md
+
+The README holds this output between ``<!-- comparisons:begin -->`` and ``<!-- comparisons:end -->``;
+a test checks that the two agree, so the README cannot drift from ``benchmarks/results``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCK = re.compile(r"(<!-- comparisons:begin -->\n)(?:.*?\n)?(<!-- comparisons:end -->)", re.S)
+MODES = ("formula+band_gap", "formula+formation_energy", "elements+band_gap", "elements+formation_energy")
+
+
+def _load(stem: str) -> dict | None:
+    path = RESULTS / f"{stem}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1%}"
+
+
+def symmetry_table() -> list[str]:
+    report = _load("g_symmetry_accuracy")
+    if not report:
+        return []
+    lines = ["**G symmetry accuracy**, held-out split ([details](benchmarks/results/g_symmetry_accuracy.md)): "
+             "space-group / Wyckoff accuracy, top-1", "",
+             "| G | " + " | ".join(MODES) + " |", "|---" * (len(MODES) + 1) + "|"]
+    for g, result in report["results"].items():
+        cells = []
+        for mode in MODES:
+            row = result["modes"].get(mode)
+            cells.append("—" if row is None else f"{_pct(row['space_group_accuracy'])} / "
+                         f"{_pct(row['wyckoff_accuracy'])} ({row.get('rows', '?')})")
+        lines.append(f"| {g} | " + " | ".join(cells) + " |")
+    return lines + ["", "(rows measured in brackets)"]
+
+
+def csp_table() -> list[str]:
+    reports = [(stem, _load(stem)) for stem in ("csp_perov_5", "csp_mp_20_sample")]
+    reports = [(stem, r) for stem, r in reports if r]
+    if not reports:
+        return []
+    lines = ["**Structure prediction with true constraints** (match rate / RMSE; "
+             + ", ".join(f"[{stem}](benchmarks/results/{stem}.md)" for stem, _ in reports) + ")", "",
+             "| H | " + " | ".join(f"{r['test']['file'].split('/')[-2]} test ({r['test']['usable']})" for _, r in reports)
+             + " |", "|---" * (len(reports) + 1) + "|"]
+    names = list(dict.fromkeys(row["h"] for _, r in reports for row in r["rows"]))
+    for name in names:
+        cells = []
+        for _, r in reports:
+            row = next((x for x in r["rows"] if x["h"] == name), None)
+            cells.append("—" if row is None else f"{row['match_rate']:.2%} / "
+                         + ("—" if row["rmse"] is None else f"{row['rmse']:.4f}"))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def targeting_table() -> list[str]:
+    report = _load("property_targeting")
+    if not report or not report["results"]:
+        return []
+    lines = [f"**Property targeting and composition compliance**, {report['rows_per_mode']} held-out requests per "
+             "mode ([details](benchmarks/results/property_targeting.md)): hit@0.05 / hit@0.01 under the surrogate "
+             "predictors, composition compliance", "",
+             "| pipeline | " + " | ".join(MODES) + " | composition |", "|---" * (len(MODES) + 2) + "|"]
+    for pipeline, modes in report["results"].items():
+        cells = ["—" if mode not in modes else f"{_pct(modes[mode]['hit@0.05'])} / {_pct(modes[mode]['hit@0.01'])}"
+                 for mode in MODES]
+        compliance = sum(m["composition_compliance"] for m in modes.values()) / len(modes)
+        lines.append(f"| {pipeline} | " + " | ".join(cells) + f" | {_pct(compliance)} |")
+    claims = report.get("headline", {}).get("claims", [])
+    return lines + ([""] + claims if claims else [])
+
+
+def sun_table() -> list[str]:
+    report = _load("sun")
+    if not report or not report["results"]:
+        return []
+    lines = [f"**S.U.N.**, {report['requests']} MP-20 sample test compositions ([details](benchmarks/results/sun.md))",
+             "", "| pipeline | stable | unique | novel | S.U.N. | balanced S.U.N. |", "|---|---|---|---|---|---|"]
+    lines += [f"| {p} | {_pct(r['stable'])} | {_pct(r['unique'])} | {_pct(r['novel'])} | {_pct(r['sun'])} | "
+              f"{_pct(r['balanced_sun'])} |" for p, r in report["results"].items()]
+    return lines
+
+
+def summary() -> str:
+    blocks = [block for block in (symmetry_table(), csp_table(), targeting_table(), sun_table()) if block]
+    return "\n\n".join("\n".join(block) for block in blocks)
+
+
+if __name__ == "__main__":
+    if "--readme" in sys.argv[1:]:
+        README.write_text(BLOCK.sub(lambda m: m.group(1) + summary() + "\n" + m.group(2), README.read_text()))
+    else:
+        print(summary())
