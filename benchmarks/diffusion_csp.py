@@ -53,15 +53,16 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory or shipped name for every test set")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--note", default="", help="a remark for the table, e.g. that other jobs shared the CPU")
     args = parser.parse_args()
     registry = PluginRegistry.discover()
     for test in args.test:
         benchmark(registry, test, args.h, args.steps, args.checkpoint or CHECKPOINTS.get(test.parent.name),
-                  args.limit, args.seed)
+                  args.limit, args.seed, args.note)
 
 
 def benchmark(registry, test: Path, generators: list[str], steps: int, checkpoint: str | None,
-              limit: int | None, seed: int) -> None:
+              limit: int | None, seed: int, note: str = "") -> None:
     """Every H on one test set; the JSON is rewritten after each H, the table at the end."""
     entries = StructureTable().read(test, limit=limit).entries
     pairs = []
@@ -73,7 +74,7 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, checkpoin
     structure_matcher = matcher()
     report = {"benchmark": "csp", "date": now(), "seed": seed, "hardware": hardware(),
               "test": {"file": str(test), "sha256": sha256_file(test), "rows": len(entries), "usable": len(pairs)},
-              "checkpoint": checkpoint_record(checkpoint), "versions": package_versions(), "rows": []}
+              "checkpoint": checkpoint_record(checkpoint), "versions": package_versions(), "note": note, "rows": []}
     stem = f"csp_{test.parent.name}" + (f"_first{limit}" if limit else "")
     for name in generators:
         options = {"steps": steps, **({"checkpoint": checkpoint} if checkpoint else {})} \
@@ -102,7 +103,7 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, checkpoin
         write_results(stem, report)
     lines = [f"# Structure prediction with true constraints: {test.parent.name}/{test.name}", "",
              f"{report['date']}, {report['hardware']}, seed {seed}, {len(pairs)} of {len(entries)} test rows; "
-             f"checkpoint {report['checkpoint']}", "",
+             f"checkpoint {report['checkpoint']}" + (f". {note}" if note else ""), "",
              "| H | match rate | RMSE | exact composition | space group @0.1 | @0.01 | structures/s |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {r['h']} {r['options'] or ''} | {r['match_rate']:.2%} | {_number(r['rmse'])} | "

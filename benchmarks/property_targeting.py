@@ -145,21 +145,28 @@ def main() -> None:
     report = {"benchmark": "property_targeting", "date": now(), "hardware": hardware(), "seed": args.seed,
               "rows_per_mode": len(entries), "zero_band_gap_targets": sum(e.properties["band_gap"] == 0 for e in entries),
               "predictors": DEFAULT_PREDICTORS, "versions": package_versions(),
-              "data": {"file": CONSTRAINTS.name, "sha256": sha256_file(CONSTRAINTS)},
-              "results": earlier_results("property_targeting", seed=args.seed, rows_per_mode=len(entries))}
+              "data": {"file": CONSTRAINTS.name, "sha256": sha256_file(CONSTRAINTS)}}
+    measured: dict[str, dict] = {}
+
+    def save(markdown_too: bool = False) -> None:
+        # Rows of other pipelines already in the file (from earlier or parallel runs) are kept.
+        report["results"] = {**earlier_results("property_targeting", seed=args.seed, rows_per_mode=len(entries)),
+                             **measured}
+        report["headline"] = headline(report)
+        write_results("property_targeting", report, markdown(report) if markdown_too else None)
+
     for pipeline in pipelines:
         g_name, h_name = pipeline.split("+", 1)
         h_options = {**H_OPTIONS.get(h_name, {}), **(parse_options(tuple(
             o.split(":", 1)[1] for o in args.h_option if o.split(":", 1)[0] == h_name)) or {})}
         g, h = registry.create("g", g_name), registry.create("h", h_name, **h_options)
-        report["results"][pipeline] = {}
+        measured[pipeline] = {}
         for mode_index, mode in enumerate(args.modes):
             row = measure(g, h, predictors[INPUT_MODES[mode][1]], entries, mode, mode_index, args.seed, args.batch_size)
-            report["results"][pipeline][mode] = {**row, "h_options": h_options}
+            measured[pipeline][mode] = {**row, "h_options": h_options}
             print(pipeline, mode, row)
-            report["headline"] = headline(report)
-            write_results("property_targeting", report)
-    write_results("property_targeting", report, markdown(report))
+            save()
+    save(markdown_too=True)
     print("\n".join(markdown(report)))
 
 

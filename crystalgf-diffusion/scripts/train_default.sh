@@ -9,7 +9,7 @@ data=../shared/data
 case "$name" in
     perov5-small) args=(--data "$data/perov_5/val.csv" --epochs 300 --batch-size 256) ;;
     mp20-sample-small) args=(--data "$data/mp_20_sample/train.csv" --validation "$data/mp_20_sample/val.csv"
-                             --epochs MP20_EPOCHS --batch-size 64) ;;
+                             --epochs 234 --batch-size 64) ;;
     *) echo "unknown checkpoint $name (perov5-small or mp20-sample-small)" >&2; exit 2 ;;
 esac
 out=${2:-/tmp/crystalgf-$name}
