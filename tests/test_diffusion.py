@@ -195,3 +195,17 @@ def test_unconditioned_h_ignores_the_targets_that_steer_the_conditioned_h():
     assert not np.allclose(steered[0].lattice.matrix, steered[1].lattice.matrix, atol=1e-3)
     for structure in plain + steered:
         assert structure.composition.reduced_formula == "SrTiO3"
+
+
+def test_shipped_mp20_checkpoint_is_found_by_name_and_keeps_real_constraints(data_dir):
+    from crystalgf.plugins import PluginRegistry
+    from crystalgf.symmetry.analysis import constraint_from_structure
+    from crystalgf.symmetry.detect import detect_space_group
+
+    entries = StructureTable().read(data_dir / "mp_20_sample" / "test.csv", limit=4).entries
+    constraints = [constraint_from_structure(e.structure, symprec=0.01) for e in entries]
+    generator = PluginRegistry.discover().create("h", "diffusion", checkpoint="mp20-sample-small", steps=20)
+    assert generator.weights_files()[0].parent.name == "mp20-sample-small"
+    for constraint, structure in zip(constraints, generator.generate(constraints, [0, 1, 2, 3])):
+        assert structure.composition == Composition(constraint.counts)
+        assert detect_space_group(structure, 0.01) == constraint.space_group
