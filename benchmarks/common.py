@@ -19,6 +19,9 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CONSTRAINTS = DATA / "crystalgf_constraints" / "constraints.csv"
 MODELS = DATA.parent / "models" / "matgl"
 
+H_OPTIONS = {"diffusion": {"checkpoint": "mp20-sample-small"}}
+"""The diffusion H samples with the checkpoint trained on MP-20 (the chemistry and property scale of the requests)."""
+
 
 def held_out_entries(path: Path = CONSTRAINTS, limit: int | None = None) -> list:
     """Rows of the constraint table whose reduced formula falls in the held-out ("test") part."""
@@ -69,3 +72,21 @@ def write_results(stem: str, report: dict[str, Any], markdown: list[str] | None 
         temporary = RESULTS / f"{stem}{suffix}.tmp"
         temporary.write_text(text)
         os.replace(temporary, RESULTS / f"{stem}{suffix}")
+
+
+def generate_structures(generator, constraints, seeds) -> list:
+    """H's structure per constraint (None where G gave none or H failed); a failing batch is retried one by one."""
+    todo = [i for i, c in enumerate(constraints) if c is not None]
+    found: list = [None] * len(constraints)
+    try:
+        made = generator.generate([constraints[i] for i in todo], [seeds[i] for i in todo])
+    except CrystalGFError:
+        made = []
+        for i in todo:
+            try:
+                made += generator.generate([constraints[i]], [seeds[i]])
+            except CrystalGFError:
+                made.append(None)
+    for i, structure in zip(todo, made):
+        found[i] = structure
+    return found

