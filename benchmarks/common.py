@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ import torch
 from pymatgen.core import Composition
 
 from crystalgf.datasets import ConstraintTable, holdout_split
-from crystalgf.errors import CrystalGFError
+from crystalgf.errors import CrystalGFError, InvalidInputError
 
 RESULTS = Path(__file__).parent / "results"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -90,3 +92,20 @@ def generate_structures(generator, constraints, seeds) -> list:
     for i, structure in zip(todo, made):
         found[i] = structure
     return found
+
+
+def parse_pipeline(text: str) -> tuple[str, str]:
+    """``"G+H"`` -> (G, H)."""
+    g, plus, h = text.partition("+")
+    if not (g and plus and h):
+        raise InvalidInputError(f"pipeline {text!r} is not G+H (e.g. prior+pyxtal)")
+    return g, h
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a benchmark; bad input (unknown plugin, missing weights, malformed option) ends in one line, exit 2."""
+    try:
+        main()
+    except CrystalGFError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

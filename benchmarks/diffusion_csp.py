@@ -21,7 +21,7 @@ from pathlib import Path
 from pymatgen.core import Composition
 from rich.progress import track
 
-from common import DATA, hardware, write_results
+from common import DATA, hardware, run, write_results
 from crystalgf.datasets import StructureTable
 from crystalgf.formula import format_formula
 from crystalgf.manifest import now, package_versions, sha256_file
@@ -124,4 +124,4 @@ def checkpoint_record(checkpoint: str | None) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

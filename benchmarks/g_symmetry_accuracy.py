@@ -24,7 +24,7 @@ from pathlib import Path
 
 from rich.progress import track
 
-from common import CONSTRAINTS, RESULTS, hardware, held_out_entries, top1
+from common import CONSTRAINTS, RESULTS, hardware, held_out_entries, run, top1
 from crystalgf.config import parse_options
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
@@ -84,7 +84,10 @@ def main() -> None:
     report.update({"data": {"file": args.data.name, "sha256": sha256_file(args.data), "held_out_rows": len(entries)}})
     if args.note is not None:
         report["note"] = args.note
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    for g in args.g:  # unknown names fail here, before anything is written
+        registry.get("g", g)
+    if not args.g:
+        out.write_text(json.dumps(report, indent=2) + "\n")
     for g in args.g:
         options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
         result = {"date": now(), "hardware": hardware(), "seed": args.seed, "options": options,
@@ -114,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

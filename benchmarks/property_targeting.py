@@ -24,8 +24,8 @@ import time
 from pymatgen.core import Composition
 from rich.progress import track
 
-from common import (CONSTRAINTS, H_OPTIONS, earlier_results, generate_structures, hardware, held_out_entries, top1,
-                    use_shared_models, write_results)
+from common import (CONSTRAINTS, H_OPTIONS, earlier_results, generate_structures, hardware, held_out_entries,
+                    parse_pipeline, run, top1, use_shared_models, write_results)
 from crystalgf.config import parse_options
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.pipeline import derive_seed
@@ -138,7 +138,7 @@ def main() -> None:
         write_results(stem, report, markdown(report) if markdown_too else None)
 
     for pipeline in pipelines:
-        g_name, h_name = pipeline.split("+", 1)
+        g_name, h_name = parse_pipeline(pipeline)
         h_options = {**H_OPTIONS.get(h_name, {}), **(parse_options(tuple(
             o.split(":", 1)[1] for o in args.h_option if o.split(":", 1)[0] == h_name)) or {})}
         g, h = registry.create("g", g_name), registry.create("h", h_name, **h_options)
@@ -153,4 +153,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -19,7 +19,8 @@ import argparse
 import time
 from pathlib import Path
 
-from common import DATA, H_OPTIONS, earlier_results, generate_structures, hardware, top1, write_results
+from common import (DATA, H_OPTIONS, earlier_results, generate_structures, hardware, parse_pipeline,
+                    run, top1, write_results)
 from crystalgf.datasets import StructureTable
 from crystalgf.interfaces import EvaluationBatch
 from crystalgf.manifest import now, package_versions
@@ -81,7 +82,7 @@ def main() -> None:
               "results": earlier_results(stem, seed=args.seed, requests=len(requests_from), relax_steps=args.relax_steps)}
     requests = [request_for(e) for e in requests_from]
     for pipeline in args.pipeline:
-        g_name, h_name = pipeline.split("+", 1)
+        g_name, h_name = parse_pipeline(pipeline)
         started = time.perf_counter()
         constraints = top1(registry.create("g", g_name), requests, args.seed)
         structures = generate_structures(registry.create("h", h_name, **H_OPTIONS.get(h_name, {})), constraints,
@@ -102,4 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
