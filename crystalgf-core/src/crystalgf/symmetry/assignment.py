@@ -13,10 +13,10 @@ from functools import lru_cache
 from itertools import islice
 
 import numpy as np
-from pymatgen.core import Lattice, Structure
+from pymatgen.core import Lattice
 
 from crystalgf.errors import InvalidInputError
-from crystalgf.symmetry.detect import detect_space_group
+from crystalgf.symmetry.detect import cell_dataset
 from crystalgf.symmetry.wyckoff import (
     WyckoffPosition,
     WyckoffSite,
@@ -150,7 +150,11 @@ def realizes_space_group(counts: Mapping[str, int], space_group: int, sites: Seq
     a mirror. The sites are placed once on a generic lattice of the crystal family, free
     parameters at generic values, and spglib must find exactly the group.
     """
-    return _sites_realize(space_group, tuple(sorted(sites)))
+    labels_by_element: dict[str, list[str]] = {}
+    for site in sites:
+        labels_by_element.setdefault(site.element, []).append(site.label)
+    # which element sits where does not change the symmetry: cache by the pattern of species
+    return _pattern_realizes(space_group, tuple(sorted(tuple(sorted(labels)) for labels in labels_by_element.values())))
 
 
 _GENERIC_CELL = {  # lattice parameters without accidental symmetry, per crystal system
@@ -165,18 +169,21 @@ _GENERIC_CELL = {  # lattice parameters without accidental symmetry, per crystal
 
 
 @lru_cache(maxsize=16384)
-def _sites_realize(space_group: int, sites: tuple[WyckoffSite, ...]) -> bool:
+def _pattern_realizes(space_group: int, species_labels: tuple[tuple[str, ...], ...]) -> bool:
+    """``realizes_space_group`` for sites given as the Wyckoff labels of each species."""
     group = pyxtal_group(space_group)
-    lattice = Lattice.from_parameters(*_GENERIC_CELL[crystal_system(space_group)])
+    lattice = Lattice.from_parameters(*_GENERIC_CELL[crystal_system(space_group)]).matrix
     generic = np.random.default_rng(20240229)  # the same generic values every time
-    elements, coordinates = [], []
-    for site in sites:
-        position = group.get_wyckoff_position(site.label)
-        representative = position.ops[0].operate(generic.random(3))
-        orbit = np.array([op.operate(representative) for op in position.ops])
-        elements += [site.element] * len(orbit)
-        coordinates += list(np.mod(orbit, 1.0))
-    return detect_space_group(Structure(lattice, elements, coordinates), symprec=1e-3) == space_group
+    species, coordinates = [], []
+    for number, labels in enumerate(species_labels):
+        for label in labels:
+            position = group.get_wyckoff_position(label)
+            representative = position.ops[0].operate(generic.random(3))
+            orbit = np.mod([op.operate(representative) for op in position.ops], 1.0)
+            species += [number] * len(orbit)
+            coordinates += list(orbit)
+    dataset = cell_dataset(lattice, coordinates, species, symprec=1e-3)
+    return dataset is not None and int(dataset.number) == space_group
 
 
 def same_wyckoff_sites(space_group: int, first: Sequence[WyckoffSite], second: Sequence[WyckoffSite]) -> bool:

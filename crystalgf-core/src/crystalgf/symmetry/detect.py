@@ -14,11 +14,13 @@ SYMPRECS: tuple[float, ...] = (0.1, 0.01)
 
 def spglib_dataset(structure: Structure, symprec: float):
     """spglib's symmetry dataset of a pymatgen structure (``None`` where spglib fails)."""
-    cell = (
-        np.asarray(structure.lattice.matrix),
-        np.asarray(structure.frac_coords),
-        np.asarray(structure.atomic_numbers),
-    )
+    return cell_dataset(structure.lattice.matrix, structure.frac_coords, structure.atomic_numbers, symprec)
+
+
+def cell_dataset(lattice: np.ndarray, frac_coords: np.ndarray, species: np.ndarray, symprec: float):
+    """spglib's symmetry dataset of a cell given as lattice rows, fractional coordinates and species
+    numbers (any integers that tell the species apart), or ``None`` where spglib fails."""
+    cell = (np.asarray(lattice), np.asarray(frac_coords), np.asarray(species))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error handling
         return spglib.get_symmetry_dataset(cell, symprec=symprec)
