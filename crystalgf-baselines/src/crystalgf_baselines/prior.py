@@ -172,8 +172,15 @@ class PriorGenerator(ConstraintGenerator):
 
 @lru_cache(maxsize=4096)
 def _charge_balanced(formula: str) -> bool:
-    """Whether pymatgen finds common oxidation states that sum to zero (always true for intermetallics)."""
+    """Whether the reduced formula can be neutral with pymatgen's ICSD (else common) oxidation states,
+    mixed valence allowed: what ``Composition.oxi_state_guesses(max_sites=-1)`` decides, without
+    scoring every guess; always true for intermetallics."""
     composition = Composition(formula)
     if all(element.is_metal for element in composition.elements):
         return True
-    return bool(composition.oxi_state_guesses(max_sites=-1))
+    totals = {0}
+    for element, amount in composition.reduced_composition.items():
+        states = element.icsd_oxidation_states or element.common_oxidation_states
+        for _ in range(int(amount)):
+            totals = {total + state for total in totals for state in states}
+    return 0 in totals
