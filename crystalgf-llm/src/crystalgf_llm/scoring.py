@@ -78,7 +78,10 @@ class TransformersScorer:
 
     def _score_batch(self, prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
         device = self.device
-        encoded = [self.format.prompt_ids(p) for p in prompts]
+        answers = [[self.format.answer_ids(text) for text in options] for options in candidates]
+        # the tokens all of a prompt's answers start with (e.g. " " before a number) join the prompt pass
+        leads = [options[0][:_common_prefix_length(options)] if options else [] for options in answers]
+        encoded = [self.format.prompt_ids(p) + lead for p, lead in zip(prompts, leads)]
         shared = _common_prefix_length(encoded) if len(encoded) > 1 else 0
         cache = self._prefix_cache(encoded[0][:shared], len(encoded))
         width = max(len(ids) for ids in encoded) - shared
@@ -89,33 +92,41 @@ class TransformersScorer:
             own[row, width - len(tokens) + shared:] = 1
         ids, own = ids.to(device), own.to(device)
         mask = torch.cat([torch.ones((len(encoded), shared), dtype=torch.long, device=device), own], dim=1)
+        kept = 1 + max(len(lead) for lead in leads)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=shared + (own.cumsum(-1) - 1).clamp(min=0),
-                         cache=cache, use_cache=True, logits_to_keep=1)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+                         cache=cache, use_cache=True, logits_to_keep=kept)
+        prompt_log_probs = torch.log_softmax(out.logits.float(), dim=-1)
+        first = prompt_log_probs[:, -1]
+        lead_scores = torch.tensor([sum(prompt_log_probs[row, kept - 1 - len(lead) + i, token].item()
+                                        for i, token in enumerate(lead)) for row, lead in enumerate(leads)],
+                                   device=device)
         lengths = shared + own.sum(-1)
 
-        owners = [row for row, options in enumerate(candidates) for _ in options]
-        answers = [self.format.answer_ids(text) for options in candidates for text in options]
-        if not answers:
+        owners = [row for row, options in enumerate(answers) for _ in options]
+        rests = [tokens[len(leads[row]):] for row, options in enumerate(answers) for tokens in options]
+        if not rests:
             return [[] for _ in prompts]
-        length = max(len(a) for a in answers)
-        answer_ids = torch.full((len(answers), length), self.pad_id, dtype=torch.long)
-        answer_mask = torch.zeros((len(answers), length), dtype=torch.long)
-        for row, tokens in enumerate(answers):
-            answer_ids[row, :len(tokens)] = torch.tensor(tokens)
-            answer_mask[row, :len(tokens)] = 1
-        answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
         owner = torch.tensor(owners, device=device)
-        cache = out.cache
-        cache.reorder_cache(owner)
-        positions = lengths[owner, None] + torch.arange(length, device=device)
-        logits = self.model(input_ids=answer_ids, attention_mask=torch.cat([mask[owner], answer_mask], dim=1),
-                            position_ids=positions, cache=cache).logits
-        log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        rest = log_probs.gather(-1, answer_ids[:, 1:, None]).squeeze(-1) * answer_mask[:, 1:]
-        totals = (first[owner].gather(-1, answer_ids[:, :1]).squeeze(-1) + rest.sum(-1)).tolist()
+        rest_first = torch.tensor([tokens[0] for tokens in rests], device=device)
+        totals = lead_scores[owner] + first[owner].gather(-1, rest_first[:, None]).squeeze(-1)
+        # the answers' own tokens but the last (whose next-token distribution is not needed) in one pass
+        length = max(len(tokens) for tokens in rests) - 1
+        if length > 0:
+            answer_ids = torch.full((len(rests), length + 1), self.pad_id, dtype=torch.long)
+            answer_mask = torch.zeros((len(rests), length + 1), dtype=torch.long)
+            for row, tokens in enumerate(rests):
+                answer_ids[row, :len(tokens)] = torch.tensor(tokens)
+                answer_mask[row, :len(tokens)] = 1
+            answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
+            cache = out.cache
+            cache.reorder_cache(owner)
+            positions = lengths[owner, None] + torch.arange(length, device=device)
+            logits = self.model(input_ids=answer_ids[:, :-1], attention_mask=torch.cat([mask[owner], answer_mask[:, :-1]], dim=1),
+                                position_ids=positions, cache=cache).logits
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            totals = totals + (log_probs.gather(-1, answer_ids[:, 1:, None]).squeeze(-1) * answer_mask[:, 1:]).sum(-1)
         grouped: list[list[float]] = [[] for _ in prompts]
-        for row, total in zip(owners, totals):
+        for row, total in zip(owners, totals.tolist()):
             grouped[row].append(total)
         return grouped
 
