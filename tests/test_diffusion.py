@@ -131,16 +131,25 @@ def test_checkpoint_round_trip(tiny_model, tmp_path):
 
 
 def test_train_command_writes_and_resumes_a_checkpoint(data_dir, tmp_path):
+    import json
+
     from click.testing import CliRunner
 
     from crystalgf.cli import main
 
-    args = ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"), "--limit", "24", "--batch-size", "12",
-            "--property", "band_gap", "-o", str(tmp_path / "ckpt")]
+    common = ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"), "--limit", "24", "--batch-size", "12",
+              "--property", "band_gap"]
+    args = [*common, "-o", str(tmp_path / "ckpt")]
     assert CliRunner().invoke(main, [*args, "--epochs", "1"], catch_exceptions=False).exit_code == 0
     resumed = CliRunner().invoke(main, [*args, "--epochs", "2", "--resume"], catch_exceptions=False)
     assert resumed.exit_code == 0
-    import json
+    straight = CliRunner().invoke(main, [*common, "-o", str(tmp_path / "straight"), "--epochs", "2"],
+                                  catch_exceptions=False)
+    assert straight.exit_code == 0
+    # an interrupted and resumed run ends with the same weights as an uninterrupted one
+    resumed_model, straight_model = load_checkpoint(tmp_path / "ckpt")[0], load_checkpoint(tmp_path / "straight")[0]
+    for name, tensor in straight_model.state_dict().items():
+        assert torch.equal(tensor, resumed_model.state_dict()[name]), name
 
     assert [entry["epoch"] for entry in json.loads((tmp_path / "ckpt" / "history.json").read_text())] == [1, 2]
     model, record = load_checkpoint(tmp_path / "ckpt")

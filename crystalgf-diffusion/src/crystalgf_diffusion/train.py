@@ -52,6 +52,7 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.6, patience=30, min_lr=1e-5)
     history: list[dict[str, float]] = []
     start = 0
+    generator = torch.Generator().manual_seed(settings.seed)
     state_path = directory / STATE_FILE
     if state_path.is_file():  # resume
         state = torch.load(state_path, weights_only=True)
@@ -60,9 +61,9 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
+        generator.set_state(state["noise_rng"])
         start = int(state["epoch"])
         history = json.loads((directory / "history.json").read_text()) if (directory / "history.json").is_file() else []
-    generator = torch.Generator().manual_seed(settings.seed)
     validation = prepare(collate(list(validation_set))) if validation_set else None
     started = time.perf_counter()
     for epoch in range(start, settings.epochs):
@@ -87,7 +88,7 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
                 entry["validation_loss"] = training_loss(ema, validation, 0.0, torch.Generator().manual_seed(0))[0].item()
         scheduler.step(entry.get("validation_loss", entry["train_loss"]))
         history.append(entry)
-        _save(directory, model, ema, optimizer, scheduler, epoch + 1, history, record, settings,
+        _save(directory, model, ema, optimizer, scheduler, generator, epoch + 1, history, record, settings,
               time.perf_counter() - started)
         if on_epoch is not None:
             on_epoch(epoch + 1, entry)
@@ -107,8 +108,8 @@ def set_lattice_statistics(model: Denoiser, samples: Sequence[CrystalSample]) ->
     model.k_std.copy_(std)
 
 
-def _save(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler, epoch: int,
-          history: list[dict[str, float]], record: dict[str, Any], settings: TrainingSettings,
+def _save(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler, generator: torch.Generator,
+          epoch: int, history: list[dict[str, float]], record: dict[str, Any], settings: TrainingSettings,
           seconds: float) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     save_checkpoint(directory, ema, {**record, "epochs": epoch, "settings": settings.__dict__,
@@ -119,6 +120,7 @@ def _save(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler,
     (directory / "history.json").write_text(json.dumps(history, indent=1))
     temporary = directory / (STATE_FILE + ".tmp")
     torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(), "epoch": epoch}, temporary)
+                "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                "noise_rng": generator.get_state(), "epoch": epoch}, temporary)
     temporary.replace(directory / STATE_FILE)
 
