@@ -55,15 +55,20 @@ def csp_table() -> list[str]:
              + ", ".join(f"[{stem}](benchmarks/results/{stem}.md)" for stem, _ in reports) + ")", "",
              "| H | " + " | ".join(f"{r['test']['file'].split('/')[-2]} test ({r['test']['usable']})" for _, r in reports)
              + " |", "|---" * (len(reports) + 1) + "|"]
-    names = list(dict.fromkeys(row["h"] for _, r in reports for row in r["rows"]))
+    names = list(dict.fromkeys(_csp_label(row) for _, r in reports for row in r["rows"]))
     for name in names:
         cells = []
         for _, r in reports:
-            row = next((x for x in r["rows"] if x["h"] == name), None)
+            row = next((x for x in r["rows"] if _csp_label(x) == name), None)
             cells.append("—" if row is None else f"{row['match_rate']:.2%} / "
                          + ("—" if row["rmse"] is None else f"{row['rmse']:.4f}"))
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _csp_label(row: dict) -> str:
+    noise = row.get("options", {}).get("noise")
+    return row["h"] if noise is None else f"{row['h']} (sampling noise {noise:g})"
 
 
 def targeting_table() -> list[str]:

@@ -125,6 +125,7 @@ BAD_RUNS = [
     (["--formula", "SrTiO3", "--g", "prior", "--g-option", "colour=red"], "has no option 'colour'"),
     (["--formula", "SrTiO3", "--g-option", "table=[1"], "is not a number, boolean or text"),
     (["--formula", "SrTiO3", "--g", "prior", "--h-option", "volume_factor=abc"], "volume_factor must be a positive number"),
+    (["--formula", "SrTiO3", "--g", "prior", "--h", "diffusion", "--h-option", "noise=-1"], "noise must be >= 0"),
 ]
 
 

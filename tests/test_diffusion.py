@@ -109,12 +109,13 @@ def assert_invariant(structure, space_group):
             assert any(d < 1e-5 and s == element for d, s in zip(distance, species))
 
 
-def test_sampling_is_seeded_per_crystal(tiny_model, constraints_csv):
+@pytest.mark.parametrize("noise", [0.0, 1.0])
+def test_sampling_is_seeded_per_crystal(tiny_model, constraints_csv, noise):
     constraints = [e.constraint for e in ConstraintTable().read(constraints_csv, limit=6).entries]
     batch = prepare(collate([encode_constraint(c) for c in constraints]))
-    first = sample(tiny_model, batch, [1, 2, 3, 4, 5, 6], steps=4)
-    again = sample(tiny_model, batch, [1, 2, 3, 4, 5, 6], steps=4)
-    other = sample(tiny_model, batch, [9, 2, 3, 4, 5, 6], steps=4)
+    first = sample(tiny_model, batch, [1, 2, 3, 4, 5, 6], steps=4, noise=noise)
+    again = sample(tiny_model, batch, [1, 2, 3, 4, 5, 6], steps=4, noise=noise)
+    other = sample(tiny_model, batch, [9, 2, 3, 4, 5, 6], steps=4, noise=noise)
     assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
     assert not torch.equal(first[0][0], other[0][0]) and torch.allclose(first[0][1:], other[0][1:], atol=1e-5)
 

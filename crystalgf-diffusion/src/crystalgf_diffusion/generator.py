@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from pymatgen.core import Structure
 
-from crystalgf.errors import MissingWeightsError
+from crystalgf.errors import InvalidInputError, MissingWeightsError
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
@@ -30,14 +30,16 @@ def shipped_checkpoint(path: Path) -> Path:
 class DiffusionGenerator(StructureGenerator):
     """Samples lattice and Wyckoff free parameters with predictor-corrector steps, then expands the
     orbits: composition and space group hold by construction. Target properties of the constraint
-    condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance). ``checkpoint``
-    is a directory or the name of a shipped one (``perov5-small``, the default; ``mp20-sample-small``)."""
+    condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance). ``noise`` scales
+    the noise of each sampling step (0, the default: only the start is random; 1: DiffCSP++'s sampler).
+    ``checkpoint`` is a directory or the name of a shipped one (``perov5-small``, the default;
+    ``mp20-sample-small``)."""
 
     name = "diffusion"
     description = "symmetry-constrained, property-conditioned diffusion (DiffCSP++-style), shipped checkpoint"
     conditional = True
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 200, guidance: float = 1.0,
+    def __init__(self, checkpoint: str | None = None, steps: int = 100, guidance: float = 1.0, noise: float = 0.0,
                  batch_size: int = 256, device: str = "auto"):
         candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
         self.checkpoint = shipped_checkpoint(candidates[0])
@@ -47,7 +49,9 @@ class DiffusionGenerator(StructureGenerator):
                 f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
                 "train one with crystalgf train h",
             )
-        self.steps, self.guidance, self.batch_size = steps, guidance, batch_size
+        if noise < 0:
+            raise InvalidInputError(f"noise must be >= 0 (got {noise})")
+        self.steps, self.guidance, self.noise, self.batch_size = steps, guidance, noise, batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
     @cached_property
@@ -65,7 +69,8 @@ class DiffusionGenerator(StructureGenerator):
                 for item in samples:
                     item.properties = {}
             batch = {name: tensor.to(self.device) for name, tensor in prepare(collate(samples)).items()}
-            k, f = sample(self._model, batch, seeds[first:first + self.batch_size], self.steps, self.guidance)
+            k, f = sample(self._model, batch, seeds[first:first + self.batch_size], self.steps, self.guidance,
+                          self.noise)
             k, f = k.cpu(), f.cpu()
             offset = 0
             for index, item in enumerate(samples):
@@ -82,5 +87,6 @@ class UnconditionedDiffusionGenerator(DiffusionGenerator):
     description = "the diffusion H without property conditioning (DiffCSP++ setting)"
     conditional = False
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 200, batch_size: int = 256, device: str = "auto"):
-        super().__init__(checkpoint, steps, 1.0, batch_size, device)
+    def __init__(self, checkpoint: str | None = None, steps: int = 100, noise: float = 0.0, batch_size: int = 256,
+                 device: str = "auto"):
+        super().__init__(checkpoint, steps, 1.0, noise, batch_size, device)
