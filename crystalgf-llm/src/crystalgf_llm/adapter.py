@@ -15,7 +15,8 @@ PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
 @dataclass(frozen=True)
 class AdapterSettings:
     """How an adapter was trained (backbone, prompt language, retrieved neighbours) and the weights of
-    the candidate G's ranking in the fused scores (tuned on the validation split). ``site_scoring``:
+    the candidate G's ranking in the fused scores and the number of candidate space groups (both tuned
+    on the validation split). ``site_scoring``:
     ``llm`` fuses the language model's scores of the Wyckoff candidates with their rank, ``candidates``
     keeps the candidate G's order (chosen where the validation split shows the model does not help)."""
 
@@ -24,6 +25,7 @@ class AdapterSettings:
     neighbours: int = 3
     index_file: str = "neighbours.json"
     prior_weight: float = 1.0
+    candidate_groups: int = 15
     site_prior_weight: float = 1.0
     site_scoring: str = "llm"
 

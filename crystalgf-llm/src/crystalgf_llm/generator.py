@@ -40,7 +40,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
     default_adapter: str | None = None
 
     def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str = "prior",
-                 candidate_groups: int = 15, candidate_sites: int = 10, prior_weight: float | None = None,
+                 candidate_groups: int | None = None, candidate_sites: int = 10, prior_weight: float | None = None,
                  site_prior_weight: float | None = None, site_scoring: str | None = None,
                  temperature: float = 0.0, backend: str = "transformers",
                  device: str = "cpu", dtype: str = "auto", batch_size: int = 8):
@@ -60,14 +60,15 @@ class LLMConstraintGenerator(ConstraintGenerator):
         if self.site_scoring not in SITE_SCORING:
             raise InvalidInputError(f"site_scoring must be one of {', '.join(SITE_SCORING)} (got {self.site_scoring!r})")
         self.temperature = temperature
-        self.candidate_groups, self.candidate_sites = candidate_groups, candidate_sites
+        self.candidate_groups = candidate_groups or self.settings.candidate_groups
+        self.candidate_sites = candidate_sites
         self.builder = PromptBuilder(self.settings.language)
         self.index = NeighbourIndex.load(self.adapter_dir / self.settings.index_file) \
             if self.adapter_dir and self.settings.neighbours else None
         registry = PluginRegistry.discover()
         # stage 1 needs one (the best of a few) assignment per group: distinct groups, fast
-        self._group_proposer = registry.create("g", candidates, per_group=1, groups_per_request=candidate_groups,
-                                               assignments_per_group=4)
+        self._group_proposer = registry.create("g", candidates, per_group=1,
+                                               groups_per_request=self.candidate_groups, assignments_per_group=4)
         self._site_proposer = registry.create("g", candidates)
         self.scorer = self._scorer(backend, weights, device, dtype, batch_size)
 
@@ -111,11 +112,11 @@ class LLMConstraintGenerator(ConstraintGenerator):
             keys = keys / self.temperature + rng.gumbel(size=len(keys))
         return [int(i) for i in np.argsort(-keys, kind="stable")]
 
-    def score_groups(self, requests: Sequence[GenerationRequest],
-                     seed: int) -> list[tuple[list[Constraint], list[float]]]:
-        """Stage 1 per request: the candidate G's distinct-group proposals (best first) and the
-        language model's log P(group | prompt) of each."""
-        proposals = self._group_proposer.generate(requests, self.candidate_groups, seed)
+    def score_groups(self, requests: Sequence[GenerationRequest], seed: int,
+                     count: int | None = None) -> list[tuple[list[Constraint], list[float]]]:
+        """Stage 1 per request: the candidate G's ``count`` (default ``candidate_groups``) distinct-group
+        proposals (best first) and the language model's log P(group | prompt) of each."""
+        proposals = self._group_proposer.generate(requests, count or self.candidate_groups, seed)
         prompts, candidates = [], []
         for request, proposed in zip(requests, proposals):
             if not proposed:
@@ -161,7 +162,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
                      seed: int) -> list[list[tuple[int, float]]]:
         """Per request, up to ``top_k`` (space group, log-score) pairs, best first."""
         ranked = []
-        for request, (proposed, scores) in zip(requests, self.score_groups(requests, seed)):
+        scored = self.score_groups(requests, seed, max(self.candidate_groups, top_k))
+        for request, (proposed, scores) in zip(requests, scored):
             fused = fuse(scores, self.prior_weight)
             order = self._order(fused, self._rng(seed, request, 1))[:top_k]
             ranked.append([(proposed[i].space_group, fused[i]) for i in order])
