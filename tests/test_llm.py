@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 
 import pytest
@@ -146,6 +147,23 @@ def test_shipped_adapter_gives_valid_ranked_constraints(llm_g):
         assert [c.score for c in found] == sorted((c.score for c in found), reverse=True)
     assert results[0][0].cell_formula == "Sc2Ni6"
     assert all(c.space_group == 225 for c in results[3])
+
+
+def test_votes_of_the_nearest_known_compounds_steer_stage_1(llm_g):
+    from collections import Counter
+
+    from crystalgf_llm.generator import VOTERS
+
+    request = GenerationRequest.from_dict({"request_id": "v", "formula": "BaTiO3", "properties": targets(band_gap=2.0)})
+    [(proposed, _, votes)] = llm_g.score_groups([request], 0)
+    counts = Counter(c.space_group for c in llm_g.index.nearest(request.counts, VOTERS))
+    assert [round(math.exp(v) - 0.5) for v in votes] == [counts[c.space_group] for c in proposed]
+    llm_g.vote_weight = 1000.0
+    try:
+        [[top]] = llm_g.generate([request], 1, 0)
+    finally:
+        llm_g.vote_weight = llm_g.settings.vote_weight
+    assert counts[top.space_group] == max(counts[c.space_group] for c in proposed) > 0
 
 
 def test_sampling_is_seeded(llm_g):

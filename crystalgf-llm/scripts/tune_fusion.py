@@ -4,8 +4,8 @@
 
 The candidate G (``prior``) is refitted on the training split alone, so that it has not seen
 the validation formulas; the language model scores its candidates once and the weight of the
-prior's ranking and the number of candidate groups (the first N of the prior's) are chosen on a
-grid by space-group accuracy (formula and element modes with band gap; ties go to fewer candidates,
+prior's ranking, the weight of the nearest known compounds' votes and the number of candidate
+groups (the first N of the prior's) are chosen on a grid by space-group accuracy (formula and element modes with band gap; ties go to fewer candidates,
 which is faster), and the Wyckoff weight by Wyckoff accuracy given the true group (formula mode). The grid and the
 accuracies are written to DIR/fusion_tuning.json.
 """
@@ -30,6 +30,7 @@ from crystalgf_llm.instructions import read_labelled
 
 GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 100.0)
 CANDIDATE_GROUPS = (5, 8, 10, 15)
+VOTE_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def _scored(stage, requests, batch_size: int) -> list:
@@ -37,14 +38,15 @@ def _scored(stage, requests, batch_size: int) -> list:
             for item in stage(requests[start:start + batch_size], 0)]
 
 
-def _best(grid_scores: dict) -> float | tuple[int, float]:
+def _best(grid_scores: dict) -> float | tuple[int, float, float]:
     """The grid point with the highest score; ties go to the smaller point (fewer candidates, lower weight)."""
     return min(grid_scores, key=lambda point: (-round(grid_scores[point], 6), point))
 
 
-def _top1(proposed: list, scores: list[float], count: int, weight: float) -> int:
+def _top1(proposed: list, scores: list[float], votes: list[float], count: int, weight: float,
+          vote_weight: float) -> int:
     """Space group ranked first among the first ``count`` candidates."""
-    fused = fuse(scores[:count], weight)
+    fused = fuse([s + vote_weight * v for s, v in zip(scores[:count], votes)], weight)
     return proposed[max(range(len(fused)), key=fused.__getitem__)].space_group
 
 
@@ -65,19 +67,19 @@ def main() -> None:
                                              candidate_groups=max(CANDIDATE_GROUPS), prior_weight=0.0,
                                              site_prior_weight=0.0, site_scoring="llm")
         record: dict = {"validation_crystals": len(validation), "grid": list(GRID),
-                        "candidate_groups": list(CANDIDATE_GROUPS)}
-        points = [(n, w) for n in CANDIDATE_GROUPS for w in GRID]
-        group_accuracy: dict[tuple[int, float], float] = dict.fromkeys(points, 0.0)
+                        "candidate_groups": list(CANDIDATE_GROUPS), "vote_grid": list(VOTE_GRID)}
+        points = [(n, w, v) for n in CANDIDATE_GROUPS for w in GRID for v in VOTE_GRID]
+        group_accuracy: dict[tuple[int, float, float], float] = dict.fromkeys(points, 0.0)
         for mode in ("formula+band_gap", "elements+band_gap"):
             requests = [request_for(c.constraint, mode, c.properties["band_gap"], None, c.id) for c in validation]
             scored = _scored(g.score_groups, requests, args.batch_size)
-            accuracy = {(n, w): sum(_top1(proposed, s, n, w) == c.constraint.space_group
-                                    for c, (proposed, s) in zip(validation, scored)) / len(validation)
-                        for n, w in points}
+            accuracy = {(n, w, v): sum(_top1(proposed, s, votes, n, w, v) == c.constraint.space_group
+                                       for c, (proposed, s, votes) in zip(validation, scored)) / len(validation)
+                        for n, w, v in points}
             recall = {n: sum(c.constraint.space_group in {p.space_group for p in proposed[:n]}
-                             for c, (proposed, _) in zip(validation, scored)) / len(validation)
+                             for c, (proposed, _, _) in zip(validation, scored)) / len(validation)
                       for n in CANDIDATE_GROUPS}
-            record[mode] = {"space_group_accuracy": {f"{n} groups, weight {w}": a for (n, w), a in accuracy.items()},
+            record[mode] = {"space_group_accuracy": {_key(*point): a for point, a in accuracy.items()},
                             "candidate_recall": recall}
             for point in points:
                 group_accuracy[point] += accuracy[point] / 2
@@ -91,16 +93,21 @@ def main() -> None:
     # Where the largest weight of the grid wins, the model's Wyckoff scores do not help: keep the
     # candidate G's order and skip scoring the candidates.
     site_weight = _best(site_accuracy)
-    groups, weight = _best(group_accuracy)
+    groups, weight, vote_weight = _best(group_accuracy)
     settings = replace(AdapterSettings.load(args.adapter), prior_weight=weight, candidate_groups=groups,
-                       site_prior_weight=site_weight, site_scoring="candidates" if site_weight == GRID[-1] else "llm")
+                       vote_weight=vote_weight, site_prior_weight=site_weight,
+                       site_scoring="candidates" if site_weight == GRID[-1] else "llm")
     settings.save(args.adapter)
-    record["chosen"] = {"candidate_groups": groups, "prior_weight": weight,
+    record["chosen"] = {"candidate_groups": groups, "prior_weight": weight, "vote_weight": vote_weight,
                         "site_prior_weight": settings.site_prior_weight, "site_scoring": settings.site_scoring}
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][f"{groups} groups, weight {weight}"]
+    print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][_key(groups, weight, vote_weight)]
                                          for m in ("formula+band_gap", "elements+band_gap")},
           site_accuracy[settings.site_prior_weight])
+
+
+def _key(groups: int, weight: float, vote_weight: float) -> str:
+    return f"{groups} groups, prior weight {weight}, vote weight {vote_weight}"
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
 @dataclass(frozen=True)
 class AdapterSettings:
     """How an adapter was trained (backbone, prompt language, retrieved neighbours) and the weights of
-    the candidate G's ranking in the fused scores and the number of candidate space groups (both tuned
-    on the validation split). ``site_scoring``:
+    the candidate G's ranking and of the nearest compounds' votes in the fused scores and the number of
+    candidate space groups (all tuned on the validation split). ``site_scoring``:
     ``llm`` fuses the language model's scores of the Wyckoff candidates with their rank, ``candidates``
     keeps the candidate G's order (chosen where the validation split shows the model does not help)."""
 
@@ -26,6 +26,7 @@ class AdapterSettings:
     index_file: str = "neighbours.json"
     prior_weight: float = 1.0
     candidate_groups: int = 15
+    vote_weight: float = 0.0
     site_prior_weight: float = 1.0
     site_scoring: str = "llm"
 

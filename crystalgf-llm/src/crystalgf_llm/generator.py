@@ -4,7 +4,8 @@ Stage 1 ranks space groups, stage 2 the Wyckoff sites of each chosen group (in e
 sites also fix the cell formula). A candidate G (default ``prior``, found through the plugin
 hooks) proposes the valid answers: groups in which the composition has a Wyckoff assignment
 that realises the group, and such assignments; the language model scores each candidate by
-log P(answer | prompt), fused with the candidate G's ranking (weights tuned on a validation
+log P(answer | prompt), fused with the candidate G's ranking and, for space groups, with the votes
+of the nearest known compounds of the adapter's retrieval index (weights tuned on a validation
 split and stored with the adapter). Every output is therefore valid by construction.
 The candidate G must accept the options ``per_group``, ``groups_per_request`` and
 ``assignments_per_group`` (as ``prior`` does).
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,6 +33,9 @@ from crystalgf_llm.retrieval import NeighbourIndex
 
 BACKENDS = ("transformers", "vllm")
 SITE_SCORING = ("llm", "candidates")
+VOTERS = 10
+"""Nearest known compounds whose space groups vote in stage 1."""
+VOTE_SMOOTHING = 0.5
 
 
 class LLMConstraintGenerator(ConstraintGenerator):
@@ -41,7 +46,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
 
     def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str = "prior",
                  candidate_groups: int | None = None, candidate_sites: int = 10, prior_weight: float | None = None,
-                 site_prior_weight: float | None = None, site_scoring: str | None = None,
+                 vote_weight: float | None = None, site_prior_weight: float | None = None,
+                 site_scoring: str | None = None,
                  temperature: float = 0.0, backend: str = "transformers",
                  device: str = "cpu", dtype: str = "auto", batch_size: int = 8):
         if backend not in BACKENDS:
@@ -55,6 +61,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
         if self.settings.backbone != self.name:
             raise InvalidInputError(f"adapter {adapter} was trained for {self.settings.backbone}, not {self.name}")
         self.prior_weight = self.settings.prior_weight if prior_weight is None else prior_weight
+        self.vote_weight = self.settings.vote_weight if vote_weight is None else vote_weight
         self.site_prior_weight = self.settings.site_prior_weight if site_prior_weight is None else site_prior_weight
         self.site_scoring = site_scoring or self.settings.site_scoring
         if self.site_scoring not in SITE_SCORING:
@@ -113,22 +120,25 @@ class LLMConstraintGenerator(ConstraintGenerator):
         return [int(i) for i in np.argsort(-keys, kind="stable")]
 
     def score_groups(self, requests: Sequence[GenerationRequest], seed: int,
-                     count: int | None = None) -> list[tuple[list[Constraint], list[float]]]:
+                     count: int | None = None) -> list[tuple[list[Constraint], list[float], list[float]]]:
         """Stage 1 per request: the candidate G's ``count`` (default ``candidate_groups``) distinct-group
-        proposals (best first) and the language model's log P(group | prompt) of each."""
+        proposals (best first), the language model's log P(group | prompt) of each, and the log of its
+        votes among the ``VOTERS`` nearest known compounds (log(votes + 0.5))."""
         proposals = self._group_proposer.generate(requests, count or self.candidate_groups, seed)
-        prompts, candidates = [], []
+        prompts, candidates, votes = [], [], []
         for request, proposed in zip(requests, proposals):
             if not proposed:
                 raise NoWyckoffAssignmentError(f"{request.composition_text} has no valid space group")
             composition = self._composition(request)
-            found = self.index.nearest(composition, self.settings.neighbours) if self.index else []
-            prompts.append(self.builder.space_group(composition, _numbers(request),
-                                                    [(c.reduced_formula, c.space_group) for c in found]))
+            found = self.index.nearest(composition, max(self.settings.neighbours, VOTERS)) if self.index else []
+            prompts.append(self.builder.space_group(composition, _numbers(request), [
+                (c.reduced_formula, c.space_group) for c in found[:self.settings.neighbours]]))
             candidates.append([self.builder.space_group_answer(c.space_group) for c in proposed])
-        if all(len(p) == 1 for p in proposals):
-            return [(p, [0.0]) for p in proposals]
-        return list(zip(proposals, self.scorer.score(prompts, candidates)))
+            count_of = Counter(c.space_group for c in found)
+            votes.append([math.log(count_of[c.space_group] + VOTE_SMOOTHING) for c in proposed])
+        scores = [[0.0] for _ in proposals] if all(len(p) == 1 for p in proposals) \
+            else self.scorer.score(prompts, candidates)
+        return list(zip(proposals, scores, votes))
 
     def score_sites(self, requests: Sequence[GenerationRequest],
                     seed: int) -> list[tuple[list[Constraint], list[float]]]:
@@ -163,8 +173,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
         """Per request, up to ``top_k`` (space group, log-score) pairs, best first."""
         ranked = []
         scored = self.score_groups(requests, seed, max(self.candidate_groups, top_k))
-        for request, (proposed, scores) in zip(requests, scored):
-            fused = fuse(scores, self.prior_weight)
+        for request, (proposed, scores, votes) in zip(requests, scored):
+            fused = fuse([s + self.vote_weight * v for s, v in zip(scores, votes)], self.prior_weight)
             order = self._order(fused, self._rng(seed, request, 1))[:top_k]
             ranked.append([(proposed[i].space_group, fused[i]) for i in order])
         return ranked
@@ -189,8 +199,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
 
 
 def fuse(llm_scores: Sequence[float], prior_weight: float) -> list[float]:
-    """Normalised log-scores: the language model's plus ``prior_weight`` times the candidate G's
-    rank prior (-log(1 + position))."""
+    """Normalised log-scores: the language model's (plus any vote term) plus ``prior_weight`` times
+    the candidate G's rank prior (-log(1 + position))."""
     fused = [s - prior_weight * math.log(i + 1.0) for i, s in enumerate(llm_scores)]
     top = max(fused)
     total = top + math.log(sum(math.exp(s - top) for s in fused))
