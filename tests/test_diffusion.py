@@ -109,6 +109,19 @@ def assert_invariant(structure, space_group):
             assert any(d < 1e-5 and s == element for d, s in zip(distance, species))
 
 
+def test_factorised_edge_layer_equals_the_linear_map_of_the_concatenation(constraints_csv):
+    from crystalgf_diffusion.model import Layer, all_pair_edges
+
+    torch.manual_seed(0)
+    layer = Layer(DenoiserConfig.small())
+    batch = collate([encode_constraint(e.constraint) for e in ConstraintTable().read(constraints_csv, limit=4).entries])
+    edges = all_pair_edges(batch["atom_crystal"])
+    h = torch.randn(len(batch["atom_crystal"]), 128)
+    features = torch.randn(edges.shape[1], layer.edge[0].in_features - 2 * 128)
+    expected = layer.edge[0](torch.cat([h[edges[1]], h[edges[0]], features], dim=-1))
+    assert torch.allclose(layer.edge_input(h, edges, features), expected, atol=1e-5)
+
+
 @pytest.mark.parametrize("noise", [0.0, 1.0])
 def test_sampling_is_seeded_per_crystal(tiny_model, constraints_csv, noise):
     constraints = [e.constraint for e in ConstraintTable().read(constraints_csv, limit=6).entries]

@@ -85,12 +85,22 @@ class Layer(nn.Module):
 
     def forward(self, h, edges, edge_features, atom_crystal, atom_counts, tokens):
         source, target = edges
-        messages = self.edge(torch.cat([h[target], h[source], edge_features], dim=-1))
+        messages = self.edge[1:](self.edge_input(h, edges, edge_features))
         aggregated = torch.zeros_like(h).index_add_(0, target, messages) / atom_counts[atom_crystal, None]
         h = self.norm(h + self.node(torch.cat([h, aggregated], dim=-1)))
         keys = self.to_tokens(tokens)[atom_crystal]
         attended, _ = self.attention(h[:, None], keys, keys, need_weights=False)
         return self.attention_norm(h + attended[:, 0])
+
+    def edge_input(self, h: torch.Tensor, edges: torch.Tensor, edge_features: torch.Tensor) -> torch.Tensor:
+        """The edge MLP's first linear map of [h_target, h_source, edge features]: the atom parts are
+        mapped once per atom and gathered (the same numbers as on the concatenation, far fewer operations)."""
+        source, target = edges
+        first, width = self.edge[0], h.shape[1]
+        from_target = h @ first.weight[:, :width].T
+        from_source = h @ first.weight[:, width:2 * width].T
+        return from_target[target] + from_source[source] + torch.addmm(first.bias, edge_features,
+                                                                       first.weight[:, 2 * width:].T)
 
 
 class Denoiser(nn.Module):
