@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Re-creates a shipped checkpoint of H diffusion from the shared data (weights/<name>).
 # Usage (from the repository root, next to ../shared):
-#   bash crystalgf-diffusion/scripts/train_default.sh perov5-small        # about 17 minutes on 2 CPU cores
+#   bash crystalgf-diffusion/scripts/train_default.sh perov5-small        # about 50 minutes on 2 CPU cores
 #   bash crystalgf-diffusion/scripts/train_default.sh mp20-sample-small   # see MODEL_CARD.md for its time
 set -euo pipefail
 name=${1:-perov5-small}
 data=../shared/data
 case "$name" in
-    perov5-small) args=(--data "$data/perov_5/val.csv" --epochs 300 --batch-size 256) ;;
+    perov5-small) args=(--data "$data/perov_5/val.csv" --epochs 1000 --batch-size 256) ;;
     mp20-sample-small) args=(--data "$data/mp_20_sample/train.csv" --validation "$data/mp_20_sample/val.csv"
                              --epochs 234 --batch-size 64) ;;
     *) echo "unknown checkpoint $name (perov5-small or mp20-sample-small)" >&2; exit 2 ;;
