@@ -19,9 +19,10 @@ import argparse
 import time
 from pathlib import Path
 
-from common import (DATA, H_OPTIONS, earlier_results, generate_structures, hardware, parse_pipeline,
+from common import (DATA, H_OPTIONS, RESULTS, earlier_results, generate_structures, hardware, parse_pipeline,
                     run, top1, write_results)
 from crystalgf.datasets import StructureTable
+from crystalgf.errors import InvalidInputError
 from crystalgf.interfaces import EvaluationBatch
 from crystalgf.manifest import now, package_versions
 from crystalgf.pipeline import derive_seed
@@ -63,9 +64,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--pipeline", nargs="+", default=PIPELINES, metavar="G+H")
     parser.add_argument("--relax-steps", type=int, default=100)
-    parser.add_argument("--cache", type=Path, default=Path(".benchmark-cache/sun"))
+    parser.add_argument("--cache", type=Path, default=RESULTS.parents[1] / ".benchmark-cache" / "sun")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.rows < 1 or args.relax_steps < 1:
+        raise InvalidInputError("--rows and --relax-steps must be at least 1")
     table = StructureTable()
     requests_from = table.read(MP20 / "test.csv", limit=args.rows).entries
     systems = [{el.symbol for el in e.structure.composition.elements} for e in requests_from]
