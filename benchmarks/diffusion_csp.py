@@ -10,8 +10,8 @@ match rate and RMSE (StructureMatcher stol=0.5, angle_tol=10, ltol=0.3, no valid
 = mean normalised RMS over matched pairs), exact composition, space group by spglib at 0.1 and 0.01,
 and throughput. The diffusion H runs at each sampling noise of ``--noise`` (0, its default, and 1,
 DiffCSP++'s stochastic predictor-corrector). Each data set is sampled with the shipped checkpoint
-trained on its own training split (``perov5-small``: Perov-5 val; ``mp20-sample-small``: MP-20 sample train) unless
-``--checkpoint`` names another. Writes ``benchmarks/results/csp_<data>.{json,md}``.
+trained on its own training split (``perov5-small``: Perov-5 val; ``mp20-sample-small``: MP-20
+sample train) unless ``--checkpoint`` names another. Writes ``benchmarks/results/csp_<data>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, noises: l
         report["rows"].append({"h": name, "options": options, "structures": n, "match_rate": matched / n,
                                "rmse": sum(rms) / len(rms) if rms else None, "exact_composition": exact / n,
                                "space_group@0.1": group_01 / n, "space_group@0.01": group_001 / n,
-                               "space_group@0.1_where_true_has_it": group_01_where_true / max(1, sum(true_at_01.values())),
+                               "space_group@0.1_where_true_has_it":
+                                   group_01_where_true / max(1, sum(true_at_01.values())),
                                "seconds": round(seconds, 1), "structures_per_second": n / seconds})
         print(report["rows"][-1])
         write_results(stem, report)

@@ -5,9 +5,10 @@
 The candidate G (``prior``) is refitted on the training split alone, so that it has not seen
 the validation formulas; the language model scores its candidates once and the weight of the
 prior's ranking, the weight of the nearest known compounds' votes and the number of candidate
-groups (the first N of the prior's) are chosen on a grid by space-group accuracy (formula and element modes with band gap; ties go to fewer candidates,
-which is faster), and the Wyckoff weight by Wyckoff accuracy given the true group (formula mode). The grid and the
-accuracies are written to DIR/fusion_tuning.json.
+groups (the first N of the prior's) are chosen on a grid by space-group accuracy (formula and
+element modes with band gap; ties go to fewer candidates, which is faster), and the Wyckoff
+weight by Wyckoff accuracy given the true group (formula mode). The grid and the accuracies are
+written to DIR/fusion_tuning.json.
 """
 
 from __future__ import annotations

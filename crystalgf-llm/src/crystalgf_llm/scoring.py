@@ -121,8 +121,8 @@ class TransformersScorer:
             cache = out.cache
             cache.reorder_cache(owner)
             positions = lengths[owner, None] + torch.arange(length, device=device)
-            logits = self.model(input_ids=answer_ids[:, :-1], attention_mask=torch.cat([mask[owner], answer_mask[:, :-1]], dim=1),
-                                position_ids=positions, cache=cache).logits
+            logits = self.model(input_ids=answer_ids[:, :-1], position_ids=positions, cache=cache,
+                                attention_mask=torch.cat([mask[owner], answer_mask[:, :-1]], dim=1)).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1)
             totals = totals + (log_probs.gather(-1, answer_ids[:, 1:, None]).squeeze(-1) * answer_mask[:, 1:]).sum(-1)
         grouped: list[list[float]] = [[] for _ in prompts]

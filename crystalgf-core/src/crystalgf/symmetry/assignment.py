@@ -154,7 +154,8 @@ def realizes_space_group(counts: Mapping[str, int], space_group: int, sites: Seq
     for site in sites:
         labels_by_element.setdefault(site.element, []).append(site.label)
     # which element sits where does not change the symmetry: cache by the pattern of species
-    return _pattern_realizes(space_group, tuple(sorted(tuple(sorted(labels)) for labels in labels_by_element.values())))
+    pattern = tuple(sorted(tuple(sorted(labels)) for labels in labels_by_element.values()))
+    return _pattern_realizes(space_group, pattern)
 
 
 _GENERIC_CELL = {  # lattice parameters without accidental symmetry, per crystal system
