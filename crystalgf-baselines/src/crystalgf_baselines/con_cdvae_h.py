@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 from pymatgen.core import Lattice, Structure
 
-from crystalgf.errors import GenerationError, InvalidInputError
+from crystalgf.errors import GenerationError, InvalidInputError, check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 
@@ -125,8 +125,7 @@ class ConCdvaeGenerator(StructureGenerator):
     def __init__(self, checkout: str | None = None, python: str | None = None, model_path: str | None = None,
                  model_file: str | None = None, prior: str = "prior_default", prior_file: str | None = None,
                  refdata: str | None = None, batch_size: int = 20):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"H con-cdvae: batch_size must be a positive integer (got {batch_size!r})")
+        check_number("H con-cdvae", "batch_size", batch_size, 1, integer=True)
         checkout = setting("con-cdvae", checkout, "checkout", CHECKOUT_VARIABLE, "the Con-CDVAE checkout")
         self.checkout = Path(checkout).resolve()  # the tool runs there: every path we give it is absolute
         if not self.checkout.is_dir():

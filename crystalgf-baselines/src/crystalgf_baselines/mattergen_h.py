@@ -20,7 +20,7 @@ import ase.io
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from crystalgf.errors import GenerationError, InvalidInputError
+from crystalgf.errors import GenerationError, InvalidInputError, check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 
@@ -109,10 +109,8 @@ class MatterGenGenerator(StructureGenerator):
 
     def __init__(self, command: str | None = None, checkpoint: str | None = None, guidance: float = 2.0,
                  batch_size: int = 16, condition_on: str | Sequence[str] = "chemical_system"):
-        if not isinstance(guidance, (int, float)) or guidance < 0:
-            raise InvalidInputError(f"H mattergen: guidance must be a non-negative number (got {guidance!r})")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise InvalidInputError(f"H mattergen: batch_size must be a positive integer (got {batch_size!r})")
+        check_number("H mattergen", "guidance", guidance, 0)
+        check_number("H mattergen", "batch_size", batch_size, 1, integer=True)
         names = [n.strip() for n in condition_on.split(",")] if isinstance(condition_on, str) else list(condition_on)
         for name in names:
             if name not in CONDITIONS:

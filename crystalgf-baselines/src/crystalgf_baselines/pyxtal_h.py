@@ -11,7 +11,7 @@ import numpy as np
 from pymatgen.core import Structure
 from pyxtal import pyxtal
 
-from crystalgf.errors import InvalidInputError
+from crystalgf.errors import check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 
@@ -27,10 +27,8 @@ class PyxtalGenerator(StructureGenerator):
     description = "random symmetric structure for the constraint (PyXtal), sensible volume"
 
     def __init__(self, volume_factor: float = 1.1, attempts: int = 10):
-        if not isinstance(volume_factor, (int, float)) or volume_factor <= 0:
-            raise InvalidInputError(f"H pyxtal: volume_factor must be a positive number (got {volume_factor!r})")
-        if not isinstance(attempts, int) or attempts < 1:
-            raise InvalidInputError(f"H pyxtal: attempts must be a positive integer (got {attempts!r})")
+        check_number("H pyxtal", "volume_factor", volume_factor, 0, strict=True)
+        check_number("H pyxtal", "attempts", attempts, 1, integer=True)
         self.volume_factor = float(volume_factor)
         self.attempts = attempts
 

@@ -17,6 +17,17 @@ class InvalidInputError(CrystalGFError, ValueError):
     """A formula, property, constraint, file or option the user gave is not valid."""
 
 
+def check_number(owner: str, name: str, value: object, minimum: float, *, integer: bool = False,
+                 strict: bool = False) -> None:
+    """Raise :class:`InvalidInputError` unless option ``name`` of ``owner`` (e.g. ``"H pyxtal"``) is a
+    number (an integer where ``integer``) at least ``minimum`` (above it where ``strict``)."""
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum or (strict and value == minimum):
+        bound = f"{'>' if strict else '>='} {minimum}"
+        raise InvalidInputError(f"{owner}: {name} must be {'an integer' if integer else 'a number'} {bound} "
+                                f"(got {value!r})")
+
+
 class NoWyckoffAssignmentError(InvalidInputError):
     """A composition cannot be placed on the Wyckoff positions of a space group."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from pymatgen.core import Structure
 
-from crystalgf.errors import InvalidInputError, MissingWeightsError
+from crystalgf.errors import MissingWeightsError, check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
@@ -49,8 +49,9 @@ class DiffusionGenerator(StructureGenerator):
                 f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
                 "train one with crystalgf train h",
             )
-        if noise < 0:
-            raise InvalidInputError(f"noise must be >= 0 (got {noise})")
+        for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
+                                              ("steps", steps, 1, True), ("batch_size", batch_size, 1, True)):
+            check_number(f"H {self.name}", name, value, minimum, integer=integer)
         self.steps, self.guidance, self.noise, self.batch_size = steps, guidance, noise, batch_size
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError
+from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError, check_number
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest
@@ -52,8 +52,13 @@ class LLMConstraintGenerator(ConstraintGenerator):
                  device: str = "cpu", dtype: str = "auto", batch_size: int = 8):
         if backend not in BACKENDS:
             raise InvalidInputError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-        if temperature < 0:
-            raise InvalidInputError(f"temperature must be >= 0 (got {temperature})")
+        for name, value, minimum, integer in (
+                ("temperature", temperature, 0, False), ("candidate_groups", candidate_groups, 1, True),
+                ("candidate_sites", candidate_sites, 1, True), ("batch_size", batch_size, 1, True),
+                ("prior_weight", prior_weight, 0, False), ("vote_weight", vote_weight, 0, False),
+                ("site_prior_weight", site_prior_weight, 0, False)):
+            if value is not None:
+                check_number(f"G {self.name}", name, value, minimum, integer=integer)
         adapter = adapter or self.default_adapter
         self.adapter_dir = None if adapter in (None, "none") else locate_adapter(str(adapter), self.name)
         self.settings = AdapterSettings.load(self.adapter_dir) if self.adapter_dir else AdapterSettings(
@@ -67,7 +72,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
         if self.site_scoring not in SITE_SCORING:
             raise InvalidInputError(f"site_scoring must be one of {', '.join(SITE_SCORING)} (got {self.site_scoring!r})")
         self.temperature = temperature
-        self.candidate_groups = candidate_groups or self.settings.candidate_groups
+        self.candidate_groups = self.settings.candidate_groups if candidate_groups is None else candidate_groups
         self.candidate_sites = candidate_sites
         self.builder = PromptBuilder(self.settings.language)
         self.index = NeighbourIndex.load(self.adapter_dir / self.settings.index_file) \
