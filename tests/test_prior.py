@@ -1,4 +1,5 @@
 import csv
+import math
 
 import pytest
 from pymatgen.core import Composition
@@ -7,7 +8,7 @@ from crystalgf.datasets import holdout_split
 from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
 from crystalgf.pipeline import propose_constraints
 from crystalgf.plugins import PluginRegistry
-from crystalgf.schema import GenerationRequest
+from crystalgf.schema import GenerationRequest, PropertyTarget
 from crystalgf_baselines.prior import PACKAGED_TABLE
 from crystalgf_baselines.prior_table import PriorTable, fit_prior
 
@@ -26,10 +27,11 @@ def test_prior_never_sees_test_formulas(constraints_csv):
     test_formulas = {row["formula"] for row in csv.DictReader(constraints_csv.open())
                      if holdout_split(Composition(row["formula"]).reduced_formula) == "test"}
     seen = {formula for counter in table.formulas_by_elements.values() for formula in counter}
+    assert {Composition(c[0]).reduced_formula for c in table.crystals} == {Composition(f).reduced_formula for f in seen}
     assert not {Composition(f).reduced_formula for f in test_formulas} & {Composition(f).reduced_formula for f in seen}
 
 
-@pytest.mark.parametrize("g", ["prior", "random"])
+@pytest.mark.parametrize("g", ["prior", "forest", "random"])
 def test_baseline_g_honours_requests(registry, g):
     generator = registry.create("g", g)
     requests = [
@@ -66,3 +68,18 @@ def test_exact_cell_requests_keep_the_cell(registry, g):
     request = GenerationRequest(formula="Sc2Ni6", exact_cell=True)
     for constraint in registry.create("g", g).generate([request], top_k=3, seed=0)[0]:
         assert constraint.counts == {"Sc": 2, "Ni": 6}
+
+
+def test_forest_reads_the_target_property_and_is_normalised(registry):
+    generator = registry.create("g", "forest")
+    queries = [({"Ba": 1, "Ti": 1, "O": 3}, False, {"band_gap": gap}) for gap in (0.0, 3.0)] + \
+              [({"Ba": 1, "Ti": 1, "O": 1}, True, {"formation_energy_per_atom": -2.0})]
+    found = generator.forest.log_probabilities(queries)
+    for log_p in found:
+        assert sum(math.exp(v) for v in log_p.values()) == pytest.approx(1.0)
+    assert found[0] != found[1]
+    requests = [GenerationRequest(formula=f, properties={"band_gap": PropertyTarget(name="band_gap", value=gap)}) for f in ("CsPbI3", "ZnO", "NaCl")
+                for gap in (0.0, 4.0)]
+    ranked = [[c.space_group for c in answer] for answer in generator.generate(requests, 5, 0)]
+    assert any(ranked[i] != ranked[i + 1] for i in range(0, len(ranked), 2))
+    assert ranked == [[c.space_group for c in answer] for answer in registry.create("g", "forest").generate(requests, 5, 0)]

@@ -9,5 +9,5 @@ set -euo pipefail
 DATA=${DATA:-../shared/data/crystalgf_constraints/constraints.csv}
 OUT=${OUT:-crystalgf-llm/src/crystalgf_llm/adapters/smollm2-crystalgf}
 crystalgf train g --data "$DATA" --epochs 2 --stop-after 1 --batch-size 16 --learning-rate 2e-4 --seed 0 -o "$OUT" "$@"
-python crystalgf-llm/scripts/tune_fusion.py --data "$DATA" --adapter "$OUT" --limit 160
+python crystalgf-llm/scripts/tune_fusion.py --data "$DATA" --adapter "$OUT" --candidates forest
 rm -f "$OUT/train_state.pt" "$OUT/README.md"

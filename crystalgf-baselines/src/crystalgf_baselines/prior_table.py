@@ -14,13 +14,15 @@ from pymatgen.core import Composition
 from crystalgf.datasets import ConstraintTable, holdout_split
 from crystalgf.manifest import sha256_file
 
-from crystalgf.formula import reduce_counts, stoichiometry_pattern
+from crystalgf.formula import format_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.schema import Constraint
 
 
 @dataclass
 class PriorTable:
-    """Counts of space groups, formula units and Wyckoff letters, by stoichiometry pattern and group."""
+    """Counts of space groups, formula units and Wyckoff letters, by stoichiometry pattern and group,
+    and the training crystals themselves (reduced formula, band gap, formation energy, space group;
+    a property the row lacks is None) for G ``forest``."""
 
     space_groups_by_pattern: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     space_groups_by_element_count: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
@@ -29,6 +31,7 @@ class PriorTable:
     letters_by_space_group: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     patterns_by_element_count: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     formulas_by_elements: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
+    crystals: list[tuple[str, float | None, float | None, int]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -47,19 +50,26 @@ class PriorTable:
             table.letters_by_space_group[group].update(site.letter for site in constraint.wyckoff_sites)
             table.patterns_by_element_count[len(counts)][pattern] += 1
             table.formulas_by_elements["-".join(sorted(counts))][Composition(reduced).formula.replace(" ", "")] += 1
+            values = {name: target.center for name, target in constraint.properties.items()}
+            table.crystals.append((format_formula(reduced), values.get("band_gap"),
+                                   values.get("formation_energy_per_atom"), group))
         return table
 
     def to_json(self) -> dict[str, Any]:
         def plain(mapping: dict) -> dict:
             return {str(k): plain(v) if isinstance(v, dict) else v for k, v in sorted(mapping.items(), key=lambda kv: str(kv[0]))}
 
-        return {name: plain(getattr(self, name)) if name != "source" else self.source for name in self.__dataclass_fields__}
+        return {name: plain(value) if isinstance(value := getattr(self, name), dict) and name != "source"
+                else [list(c) for c in value] if name == "crystals" else value for name in self.__dataclass_fields__}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PriorTable:
         table = cls(source=data.get("source", {}))
         for name in cls.__dataclass_fields__:
             if name == "source":
+                continue
+            if name == "crystals":
+                table.crystals = [tuple(c) for c in data.get(name, [])]
                 continue
             value = data[name]
             if name == "space_groups":

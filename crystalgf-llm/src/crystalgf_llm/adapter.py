@@ -14,8 +14,8 @@ PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
 
 @dataclass(frozen=True)
 class AdapterSettings:
-    """How an adapter was trained (backbone, prompt language, retrieved neighbours) and the weights of
-    the candidate G's ranking and of the nearest compounds' votes in the fused scores and the number of
+    """How an adapter was trained (backbone, prompt language, retrieved neighbours), the candidate G
+    whose proposals the model ranks, and the weights of the candidate G's ranking and of the nearest compounds' votes in the fused scores and the number of
     candidate space groups (all tuned on the validation split). ``site_scoring``:
     ``llm`` fuses the language model's scores of the Wyckoff candidates with their rank, ``candidates``
     keeps the candidate G's order (chosen where the validation split shows the model does not help)."""
@@ -29,6 +29,7 @@ class AdapterSettings:
     vote_weight: float = 0.0
     site_prior_weight: float = 1.0
     site_scoring: str = "llm"
+    candidates: str = "prior"
 
     def save(self, folder: Path) -> None:
         (Path(folder) / SETTINGS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")

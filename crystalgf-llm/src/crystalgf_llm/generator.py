@@ -1,14 +1,14 @@
 """G ``llm-*``: the method's two-stage LLM constraint generator with constrained decoding.
 
 Stage 1 ranks space groups, stage 2 the Wyckoff sites of each chosen group (in element mode the
-sites also fix the cell formula). A candidate G (default ``prior``, found through the plugin
-hooks) proposes the valid answers: groups in which the composition has a Wyckoff assignment
+sites also fix the cell formula). A candidate G (the adapter's, e.g. ``forest``; option
+``candidates``; found through the plugin hooks) proposes the valid answers: groups in which the composition has a Wyckoff assignment
 that realises the group, and such assignments; the language model scores each candidate by
 log P(answer | prompt), fused with the candidate G's ranking and, for space groups, with the votes
 of the nearest known compounds of the adapter's retrieval index (weights tuned on a validation
 split and stored with the adapter). Every output is therefore valid by construction.
 The candidate G must accept the options ``per_group``, ``groups_per_request`` and
-``assignments_per_group`` (as ``prior`` does).
+``assignments_per_group`` (as ``prior`` and ``forest`` do).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
     name = "llm"
     default_adapter: str | None = None
 
-    def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str = "prior",
+    def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str | None = None,
                  candidate_groups: int | None = None, candidate_sites: int = 10, prior_weight: float | None = None,
                  vote_weight: float | None = None, site_prior_weight: float | None = None,
                  site_scoring: str | None = None,
@@ -79,9 +79,10 @@ class LLMConstraintGenerator(ConstraintGenerator):
             if self.adapter_dir and self.settings.neighbours else None
         registry = PluginRegistry.discover()
         # stage 1 needs one (the best of a few) assignment per group: distinct groups, fast
-        self._group_proposer = registry.create("g", candidates, per_group=1,
+        self.candidates = candidates or self.settings.candidates
+        self._group_proposer = registry.create("g", self.candidates, per_group=1,
                                                groups_per_request=self.candidate_groups, assignments_per_group=4)
-        self._site_proposer = registry.create("g", candidates)
+        self._site_proposer = registry.create("g", self.candidates)
         self.scorer = self._scorer(backend, weights, device, dtype, batch_size)
 
     def _scorer(self, backend: str, weights: str | None, device: str, dtype: str, batch_size: int):

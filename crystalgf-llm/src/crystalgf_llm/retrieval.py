@@ -1,7 +1,6 @@
 """Nearest known compounds, written into the prompt with their space groups (retrieval).
 
-A compound is described by up to six element slots, sorted by atomic fraction (then
-electronegativity): fraction, group/18, period/7 and Pauling electronegativity/4 of each.
+Compounds are compared by their composition descriptors (``crystalgf_baselines.features``).
 In formula mode compounds with the same stoichiometry pattern come first; in element mode
 only the element set is known, so every element counts equally.
 """
@@ -11,32 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pymatgen.core import Composition, Element
+from pymatgen.core import Composition
 
 from crystalgf.formula import reduce_counts, stoichiometry_pattern
 from crystalgf.schema import Constraint
+from crystalgf_baselines.features import composition_features
 
-_SLOTS = 6
 _PATTERN_MISMATCH = 1.0
-
-
-@lru_cache(maxsize=None)
-def _element_features(symbol: str) -> tuple[float, float, float]:
-    element = Element(symbol)
-    return element.group / 18.0, element.row / 7.0, (element.X if element.X == element.X else 2.0) / 4.0
-
-
-def _features(counts: Mapping[str, int]) -> np.ndarray:
-    total = sum(counts.values())
-    slots = sorted(counts.items(), key=lambda item: (-item[1], _element_features(item[0])[2]))[:_SLOTS]
-    vector = np.zeros(4 * _SLOTS)
-    for i, (element, count) in enumerate(slots):
-        vector[4 * i: 4 * i + 4] = (count / total, *_element_features(element))
-    return vector
 
 
 @dataclass(frozen=True)
@@ -55,8 +38,8 @@ class NeighbourIndex:
 
     def __init__(self, compounds: Sequence[KnownCompound]):
         self.compounds = list(compounds)
-        self._formula_features = np.array([_features(dict(zip(c.elements, c.ratio))) for c in self.compounds])
-        self._element_features = np.array([_features(dict.fromkeys(c.elements, 1)) for c in self.compounds])
+        self._formula_features = np.array([composition_features(dict(zip(c.elements, c.ratio))) for c in self.compounds])
+        self._element_features = np.array([composition_features(dict.fromkeys(c.elements, 1)) for c in self.compounds])
         self._patterns = np.array([c.pattern for c in self.compounds])
         self._reduced = np.array([c.reduced_formula for c in self.compounds])
         self._element_sets = np.array(["-".join(sorted(c.elements)) for c in self.compounds])
@@ -79,12 +62,12 @@ class NeighbourIndex:
         if k <= 0 or not self.compounds:
             return []
         if isinstance(composition, Mapping):
-            distance = np.linalg.norm(self._formula_features - _features(composition), axis=1)
+            distance = np.linalg.norm(self._formula_features - composition_features(composition), axis=1)
             distance = distance + _PATTERN_MISMATCH * (self._patterns != stoichiometry_pattern(composition))
             if exclude is not None:
                 distance[self._reduced == exclude] = np.inf
         else:
-            distance = np.linalg.norm(self._element_features - _features(dict.fromkeys(composition, 1)), axis=1)
+            distance = np.linalg.norm(self._element_features - composition_features(dict.fromkeys(composition, 1)), axis=1)
             if exclude is not None:
                 distance[self._element_sets == "-".join(sorted(composition))] = np.inf
         order = np.argsort(distance, kind="stable")[:k]
