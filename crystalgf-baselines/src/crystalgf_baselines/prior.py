@@ -13,7 +13,7 @@ import math
 import os
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
-from itertools import permutations
+from itertools import islice, permutations
 from pathlib import Path
 
 from pymatgen.core import Composition
@@ -97,24 +97,23 @@ class PriorGenerator(ConstraintGenerator):
         groups = [request.space_group] if request.space_group else \
             sorted(group_scores, key=lambda g: (-group_scores[g], g))
         found: list[tuple[float, float, Constraint]] = []
-        feasible_groups = 0
+        feasible_groups, per_group = 0, min(top_k, self.per_group or top_k)
         for group in groups:
-            in_group: list[tuple[float, float, Constraint]] = []
+            options = []
             preference = self.prior.letter_preference(group)
             for counts in cells:
-                z = reduce_counts(counts)[1]
-                score = group_scores[group] + self._log_p_formula_units(group, z)
+                score = group_scores[group] + self._log_p_formula_units(group, reduce_counts(counts)[1])
                 for sites in iter_wyckoff_assignments(counts, group, preference=preference,
                                                       limit=self.assignments_per_group):
-                    if not realizes_space_group(counts, group, sites):
-                        continue
-                    site_score = sum(self._log_p_letter(group, site.letter) for site in sites)
-                    in_group.append((score, site_score, Constraint(formula=format_formula(counts), space_group=group,
-                                                                   wyckoff=sites, properties=request.properties,
-                                                                   generator=self.name)))
+                    options.append((score, sum(self._log_p_letter(group, s.letter) for s in sites), counts, sites))
+            options.sort(key=lambda item: (-item[0], -item[1]))
+            # the symmetry check (spglib) is the expensive part: only as far down the order as needed
+            in_group = [(score, site_score, Constraint(formula=format_formula(counts), space_group=group, wyckoff=sites,
+                                                       properties=request.properties, generator=self.name))
+                        for score, site_score, counts, sites in islice(
+                            (o for o in options if realizes_space_group(o[2], group, o[3])), per_group)]
             if in_group:
-                in_group.sort(key=lambda item: (-item[0], -item[1]))
-                found.extend(in_group[:top_k])
+                found.extend(in_group)
                 feasible_groups += 1
                 if feasible_groups >= max(self.groups_per_request, top_k):
                     break
