@@ -172,6 +172,29 @@ def test_train_command_writes_and_resumes_a_checkpoint(data_dir, tmp_path):
     assert again.exit_code == 2 and "not empty" in again.stderr
 
 
+def test_training_keeps_the_lowest_validation_loss_and_stops_when_it_no_longer_falls(data_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    args = ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"), "--limit", "16", "--batch-size", "8",
+            "--validation", str(data_dir / "mp_20_sample" / "val.csv"), "--epochs", "12", "--patience", "2",
+            "-o", str(tmp_path / "ckpt")]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    history = json.loads((tmp_path / "ckpt" / "history.json").read_text())
+    best = min(history, key=lambda entry: entry["validation_loss"])
+    assert len(history) == 12 or history[-1]["epoch"] - best["epoch"] == 2
+    assert len(history) < 12  # a few crystals of perovskites do not keep lowering the loss on MP-20 crystals
+    record = load_checkpoint(tmp_path / "ckpt")[1]
+    assert record["epochs"] == best["epoch"] and record["last"] == best and record["selected_by"] == "validation loss"
+    without = CliRunner().invoke(main, ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"),
+                                        "--patience", "2", "-o", str(tmp_path / "other")])
+    assert without.exit_code == 2 and "--patience needs --validation" in without.stderr
+    assert not (tmp_path / "other").exists()
+
+
 def test_shipped_checkpoint_generates_exact_constraints(tmp_path):
     from click.testing import CliRunner
 

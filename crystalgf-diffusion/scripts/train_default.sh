@@ -3,14 +3,18 @@
 # Usage (from the repository root, next to ../shared):
 #   bash crystalgf-diffusion/scripts/train_default.sh perov5-small        # about 50 minutes on 2 CPU cores
 #   bash crystalgf-diffusion/scripts/train_default.sh mp20-sample-small   # see MODEL_CARD.md for its time
+#   bash crystalgf-diffusion/scripts/train_default.sh general-small       # the default; see MODEL_CARD.md
 set -euo pipefail
-name=${1:-perov5-small}
+name=${1:-general-small}
 data=../shared/data
 case "$name" in
     perov5-small) args=(--data "$data/perov_5/val.csv" --epochs 1000 --batch-size 256) ;;
     mp20-sample-small) args=(--data "$data/mp_20_sample/train.csv" --validation "$data/mp_20_sample/val.csv"
                              --epochs 234 --batch-size 64) ;;
-    *) echo "unknown checkpoint $name (perov5-small or mp20-sample-small)" >&2; exit 2 ;;
+    general-small) args=(--data "$data/perov_5/val.csv" --data "$data/mp_20_sample/train.csv"
+                         --data "$data/carbon_24/val.csv" --validation "$data/mp_20_sample/val.csv"
+                         --epochs 400 --patience 50 --batch-size 256) ;;
+    *) echo "unknown checkpoint $name (general-small, perov5-small or mp20-sample-small)" >&2; exit 2 ;;
 esac
 out=${2:-/tmp/crystalgf-$name}
 crystalgf train h "${args[@]}" --property all --preset small --seed 0 -o "$out"

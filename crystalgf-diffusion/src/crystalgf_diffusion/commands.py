@@ -27,13 +27,18 @@ stderr = Console(stderr=True)
               help="small: the shipped CPU model; full: the method's 6 x 512 network.")
 @click.option("--epochs", default=200, show_default=True, type=click.IntRange(min=1))
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
+@click.option("--patience", type=click.IntRange(min=1),
+              help="Stop after N epochs without a lower validation loss (needs --validation).")
 @click.option("--limit", type=int, help="Use only the first N rows of each CSV (smoke runs).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Checkpoint directory.")
 @click.option("--resume", is_flag=True, help="Continue the training state in the output directory.")
 def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, preset: str, epochs: int,
-            batch_size: int, limit: int | None, seed: int, output: Path, resume: bool) -> None:
-    """Train the diffusion structure generator; the EMA weights are written to OUTPUT every epoch."""
+            batch_size: int, patience: int | None, limit: int | None, seed: int, output: Path, resume: bool) -> None:
+    """Train the diffusion structure generator; the EMA weights are written to OUTPUT every epoch
+    (with --validation: whenever the validation loss reaches a new low)."""
+    if patience and not validation:
+        raise InvalidInputError("--patience needs --validation (it watches the validation loss)")
     for path in (*data, *([validation] if validation else [])):
         if not path.is_file():
             raise InvalidInputError(f"{path}: no such file")
@@ -56,7 +61,7 @@ def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, 
         record = {"data": [str(p) for p in data], "validation": str(validation) if validation else None,
                   "conditioning": conditioning, "train_crystals": len(train_set), "unusable_rows": failed}
         train(config, train_set, validation_set, output, TrainingSettings(epochs=epochs, batch_size=batch_size,
-                                                                          seed=seed), record,
+                                                                          seed=seed, patience=patience), record,
               on_epoch=lambda epoch, entry: progress.update(
                   task, completed=epoch, description=f"training (loss {entry['train_loss']:.3f})"))
     click.echo(f"checkpoint: {output} ({len(train_set)} crystals, {failed} unusable rows)")

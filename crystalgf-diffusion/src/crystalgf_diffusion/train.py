@@ -1,6 +1,7 @@
 """Training of the diffusion H: Adam 1e-3 with ReduceLROnPlateau (factor 0.6, patience 30) as in the
-method, gradient clipping, an EMA of the weights (which is what gets shipped), checkpoints every
-epoch and resumption after interruption."""
+method, gradient clipping, an EMA of the weights (which is what gets shipped), the training state
+saved every epoch for resumption after interruption. With a validation set the checkpoint holds
+the EMA weights of the epoch with the lowest validation loss, and training can stop early."""
 
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ class TrainingSettings:
     ema_decay: float = 0.999
     clip: float = 1.0
     seed: int = 0
+    patience: int | None = None
+    """Stop after this many epochs without a lower validation loss (None: train all epochs)."""
 
 
 def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], validation_set: Sequence[CrystalSample],
           directory: Path, settings: TrainingSettings, record: dict[str, Any],
           on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Denoiser:
-    """Train (or resume from ``directory``) and keep the EMA weights as the checkpoint there."""
+    """Train (or resume from ``directory``) and keep the EMA weights as the checkpoint there: those of
+    the last epoch, or with a validation set those of the epoch with the lowest validation loss."""
     random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     model = Denoiser(model_config)
@@ -67,6 +71,9 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
     validation = prepare(collate(list(validation_set))) if validation_set else None
     started = time.perf_counter()
     for epoch in range(start, settings.epochs):
+        best = best_epoch(history)
+        if validation is not None and settings.patience and best and epoch - best["epoch"] >= settings.patience:
+            break
         model.train()
         order = np.random.default_rng(settings.seed + epoch).permutation(len(train_set))
         losses = []
@@ -88,11 +95,23 @@ def train(model_config: DenoiserConfig, train_set: Sequence[CrystalSample], vali
                 entry["validation_loss"] = training_loss(ema, validation, 0.0, torch.Generator().manual_seed(0))[0].item()
         scheduler.step(entry.get("validation_loss", entry["train_loss"]))
         history.append(entry)
-        _save(directory, model, ema, optimizer, scheduler, generator, epoch + 1, history, record, settings,
-              time.perf_counter() - started)
+        if validation is None or best is None or entry["validation_loss"] < best["validation_loss"]:
+            save_checkpoint(directory, ema, {
+                **record, "epochs": epoch + 1, "selected_by": "validation loss" if validation else "last epoch",
+                "settings": settings.__dict__, "last": entry, "date": now(), "versions": package_versions(),
+                "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
+                            f"{torch.get_num_threads()} threads",
+                "seconds_this_session": round(time.perf_counter() - started, 1)})
+        _save_state(directory, model, ema, optimizer, scheduler, generator, epoch + 1, history)
         if on_epoch is not None:
             on_epoch(epoch + 1, entry)
     return ema.eval()
+
+
+def best_epoch(history: Sequence[dict[str, float]]) -> dict[str, float] | None:
+    """The history entry with the lowest validation loss (the first of equals), if any has one."""
+    scored = [entry for entry in history if "validation_loss" in entry]
+    return min(scored, key=lambda entry: entry["validation_loss"]) if scored else None
 
 
 def set_lattice_statistics(model: Denoiser, samples: Sequence[CrystalSample]) -> None:
@@ -108,15 +127,9 @@ def set_lattice_statistics(model: Denoiser, samples: Sequence[CrystalSample]) ->
     model.k_std.copy_(std)
 
 
-def _save(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler, generator: torch.Generator,
-          epoch: int, history: list[dict[str, float]], record: dict[str, Any], settings: TrainingSettings,
-          seconds: float) -> None:
+def _save_state(directory: Path, model: Denoiser, ema: Denoiser, optimizer, scheduler, generator: torch.Generator,
+                epoch: int, history: list[dict[str, float]]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(directory, ema, {**record, "epochs": epoch, "settings": settings.__dict__,
-                                     "last": history[-1], "date": now(), "versions": package_versions(),
-                                     "hardware": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch "
-                                                 f"{torch.__version__}, {torch.get_num_threads()} threads",
-                                     "seconds_this_session": round(seconds, 1)})
     (directory / "history.json").write_text(json.dumps(history, indent=1))
     temporary = directory / (STATE_FILE + ".tmp")
     torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
