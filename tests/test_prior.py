@@ -18,14 +18,22 @@ def registry():
     return PluginRegistry.discover()
 
 
-def test_shipped_table_is_reproduced_by_the_fit(constraints_csv):
-    assert fit_prior(constraints_csv).to_json() == PriorTable.load(PACKAGED_TABLE).to_json()
+def mp20_sample(data_dir):
+    return [data_dir / "mp_20_sample" / f"{split}.csv" for split in ("train", "val", "test")]
 
 
-def test_prior_never_sees_test_formulas(constraints_csv):
+def test_shipped_table_is_reproduced_by_the_fit(constraints_csv, data_dir):
+    table = fit_prior(constraints_csv, mp20_sample(data_dir))
+    assert table.to_json() == PriorTable.load(PACKAGED_TABLE).to_json()
+    assert len(table.crystals) == table.source["train_rows"] + sum(s["train_rows"] for s in table.source["structures"])
+
+
+def test_prior_never_sees_test_formulas(constraints_csv, data_dir):
     table = PriorTable.load(PACKAGED_TABLE)
     test_formulas = {row["formula"] for row in csv.DictReader(constraints_csv.open())
                      if holdout_split(Composition(row["formula"]).reduced_formula) == "test"}
+    test_formulas |= {row["pretty_formula"] for path in mp20_sample(data_dir) for row in csv.DictReader(path.open())
+                      if holdout_split(Composition(row["pretty_formula"]).reduced_formula) == "test"}
     seen = {formula for counter in table.formulas_by_elements.values() for formula in counter}
     assert {Composition(c[0]).reduced_formula for c in table.crystals} == {Composition(f).reduced_formula for f in seen}
     assert not {Composition(f).reduced_formula for f in test_formulas} & {Composition(f).reduced_formula for f in seen}

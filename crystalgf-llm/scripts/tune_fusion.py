@@ -1,9 +1,11 @@
 """Tune the fusion weights of an adapter on the validation split and store them in the adapter.
 
     python crystalgf-llm/scripts/tune_fusion.py --data constraints.csv --adapter DIR [--candidates forest] [--limit N]
+        [--structures ../shared/data/mp_20_sample/{train,val,test}.csv]
 
 The candidate G (``forest`` by default, or ``prior``; stored in the adapter) is refitted on the
-training split alone, so that it has not seen the validation formulas; the language model scores its candidates once and the weight of the
+training split alone (of the constraint data and of any ``--structures``, as the shipped prior
+table is), so that it has not seen the validation formulas; the language model scores its candidates once and the weight of the
 prior's ranking, the weight of the nearest known compounds' votes and the number of candidate
 groups (the first N of the prior's) are chosen on a grid by space-group accuracy (formula and
 element modes with band gap; ties go to fewer candidates, which is faster), and the Wyckoff
@@ -58,8 +60,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="first N validation crystals")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--candidates", choices=("forest", "prior"), default="forest", help="candidate G")
+    parser.add_argument("--structures", type=Path, nargs="*", default=[], help="structure CSVs the prior also counts")
     args = parser.parse_args()
-    train = read_labelled(args.data, split="train")
+    train = read_labelled(args.data, split="train") + [
+        crystal for path in args.structures for crystal in read_labelled(path, "cdvae-csv", split="train")]
     validation = read_labelled(args.data, split="validation")[: args.limit]
     with tempfile.TemporaryDirectory() as folder:
         table = Path(folder) / "prior_train_only.json"

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pymatgen.core import Composition
 
-from crystalgf.datasets import ConstraintTable, holdout_split
-from crystalgf.manifest import sha256_file
-
+from crystalgf.datasets import ConstraintTable, StructureTable, holdout_split
+from crystalgf.errors import InvalidInputError
 from crystalgf.formula import format_formula, reduce_counts, stoichiometry_pattern
+from crystalgf.manifest import sha256_file
 from crystalgf.schema import Constraint
+from crystalgf.symmetry.analysis import constraint_from_structure
 
 
 @dataclass
@@ -96,11 +97,32 @@ class PriorTable:
         return dict(self.letters_by_space_group.get(space_group, {}))
 
 
-def fit_prior(data: Path) -> PriorTable:
-    """Read ``constraints.csv`` and count over its training rows."""
+def fit_prior(data: Path, structures: Sequence[Path] = ()) -> PriorTable:
+    """Count over the training rows of ``constraints.csv`` and of any structure CSVs (CDVAE layout,
+    e.g. the MP-20 sample; space group and Wyckoff sites by spglib at 0.1 Å). A row whose reduced
+    formula is on the held-out side of ``holdout_split`` is never counted."""
     read = ConstraintTable().read(data)
-    train = [e.constraint for e in read.entries
-             if e.constraint is not None and holdout_split(Composition(e.constraint.counts).reduced_formula) == "train"]
+    train = [e.constraint for e in read.entries if e.constraint is not None and _is_train(e.constraint)]
     source = {"file": data.name, "sha256": sha256_file(data), "rows": len(read.entries) + len(read.skipped),
               "skipped_rows": len(read.skipped), "train_rows": len(train), "split": "holdout_split(reduced_formula) == 'train'"}
+    if structures:
+        source["structures"] = []
+    for path in structures:
+        found = StructureTable().read(path)
+        kept = [c for c in (_labelled(e.structure, e.properties) for e in found.entries) if c and _is_train(c)]
+        train += kept
+        source["structures"].append({"file": path.name, "sha256": sha256_file(path),
+                                     "rows": len(found.entries) + len(found.skipped), "train_rows": len(kept)})
     return PriorTable.fit(train, source)
+
+
+def _is_train(constraint: Constraint) -> bool:
+    return holdout_split(Composition(constraint.counts).reduced_formula) == "train"
+
+
+def _labelled(structure, properties: dict[str, float]) -> Constraint | None:
+    """The structure's constraint carrying its DFT properties (None where spglib fails)."""
+    try:
+        return constraint_from_structure(structure, 0.1, properties)
+    except InvalidInputError:
+        return None

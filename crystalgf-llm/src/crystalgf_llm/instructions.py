@@ -50,7 +50,7 @@ def read_labelled(path: Path, dataset: str = "crystalgf-constraints", split: str
     read = PluginRegistry.discover().create("dataset", dataset).read(path)
     crystals = []
     for entry in read.entries:
-        constraint = entry.constraint or constraint_from_structure(entry.structure, symprec)
+        constraint = entry.constraint or constraint_from_structure(entry.structure, symprec, entry.properties)
         crystal = LabelledCrystal(entry.id, constraint, entry.properties)
         if split == "all" or split_of(crystal.reduced_formula) == split:
             crystals.append(crystal)
