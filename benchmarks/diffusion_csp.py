@@ -11,7 +11,8 @@ match rate and RMSE (StructureMatcher stol=0.5, angle_tol=10, ltol=0.3, no valid
 and throughput. The diffusion H runs at each sampling noise of ``--noise`` (0, its default, and 1,
 DiffCSP++'s stochastic predictor-corrector). Each data set is sampled with the shipped checkpoint
 trained on its own training split (``perov5-small``: Perov-5 val; ``mp20-sample-small``: MP-20
-sample train) unless ``--checkpoint`` names another. Writes ``benchmarks/results/csp_<data>.{json,md}``.
+sample train) unless ``--checkpoint`` names another (e.g. the default ``general-small``). Writes
+``benchmarks/results/csp_<data>.{json,md}`` (``csp_<data>_<checkpoint>`` for another checkpoint).
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, noises: l
     report = {"benchmark": "csp", "date": now(), "seed": seed, "hardware": hardware(),
               "test": {"file": str(test), "sha256": sha256_file(test), "rows": len(entries), "usable": len(pairs)},
               "checkpoint": checkpoint_record(checkpoint), "versions": package_versions(), "note": note, "rows": []}
-    stem = f"csp_{test.parent.name}" + (f"_first{limit}" if limit else "")
+    own = checkpoint == CHECKPOINTS.get(test.parent.name)
+    stem = f"csp_{test.parent.name}" + ("" if own else f"_{Path(str(checkpoint)).name}") + \
+        (f"_first{limit}" if limit else "")
     runs = [(name, {"steps": steps, "noise": noise, **({"checkpoint": checkpoint} if checkpoint else {})})
             for name in generators if name.startswith("diffusion") for noise in noises]
     runs += [(name, {}) for name in generators if not name.startswith("diffusion")]

@@ -46,29 +46,42 @@ def symmetry_table() -> list[str]:
     return lines + ["", "(rows measured in brackets)"]
 
 
+CSP_DATA = ("perov_5", "mp_20_sample")
+CSP_OTHER_CHECKPOINTS = ("general-small",)
+
+
 def csp_table() -> list[str]:
-    reports = [(stem, _load(stem)) for stem in ("csp_perov_5", "csp_mp_20_sample")]
-    reports = [(stem, r) for stem, r in reports if r]
+    """One column per test set; diffusion rows per checkpoint (the test set's own, or the general one)."""
+    reports = {data: [r for r in (_load(f"csp_{data}{suffix}") for suffix in
+                                  ("", *(f"_{name}" for name in CSP_OTHER_CHECKPOINTS))) if r]
+               for data in CSP_DATA}
+    reports = {data: found for data, found in reports.items() if found}
     if not reports:
         return []
-    lines = ["**Structure prediction with true constraints** (match rate / RMSE; "
-             + ", ".join(f"[{stem}](benchmarks/results/{stem}.md)" for stem, _ in reports) + ")", "",
-             "| H | " + " | ".join(f"{r['test']['file'].split('/')[-2]} test ({r['test']['usable']})" for _, r in reports)
+    links = [f"[{stem}](benchmarks/results/{stem}.md)" for data in reports for stem in
+             (f"csp_{data}{suffix}" for suffix in ("", *(f"_{n}" for n in CSP_OTHER_CHECKPOINTS)))
+             if (RESULTS / f"{stem}.json").is_file()]
+    lines = ["**Structure prediction with true constraints** (match rate / RMSE; " + ", ".join(links) + ")", "",
+             "| H | " + " | ".join(f"{data} test ({found[0]['test']['usable']})" for data, found in reports.items())
              + " |", "|---" * (len(reports) + 1) + "|"]
-    names = list(dict.fromkeys(_csp_label(row) for _, r in reports for row in r["rows"]))
-    for name in names:
-        cells = []
-        for _, r in reports:
-            row = next((x for x in r["rows"] if _csp_label(x) == name), None)
-            cells.append("—" if row is None else f"{row['match_rate']:.2%} / "
-                         + ("—" if row["rmse"] is None else f"{row['rmse']:.4f}"))
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    cells: dict[str, dict[str, str]] = {}
+    for data, found in reports.items():
+        for report in found:
+            for row in report["rows"]:
+                cells.setdefault(_csp_label(row, report), {})[data] = f"{row['match_rate']:.2%} / " + (
+                    "—" if row["rmse"] is None else f"{row['rmse']:.4f}")
+    for name, by_data in cells.items():
+        lines.append(f"| {name} | " + " | ".join(by_data.get(data, "—") for data in reports) + " |")
     return lines
 
 
-def _csp_label(row: dict) -> str:
+def _csp_label(row: dict, report: dict) -> str:
     noise = row.get("options", {}).get("noise")
-    return row["h"] if noise is None else f"{row['h']} (sampling noise {noise:g})"
+    if noise is None:
+        return row["h"]
+    checkpoint = report["checkpoint"]["path"]
+    trained = checkpoint if checkpoint in CSP_OTHER_CHECKPOINTS else "test set's own training split"
+    return f"{row['h']} ({trained}, sampling noise {noise:g})"
 
 
 def targeting_table() -> list[str]:
