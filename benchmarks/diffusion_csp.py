@@ -83,8 +83,8 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, noises: l
               "test": {"file": str(test), "sha256": sha256_file(test), "rows": len(entries), "usable": len(pairs)},
               "checkpoint": checkpoint_record(checkpoint), "versions": package_versions(), "note": note, "rows": []}
     own = checkpoint == CHECKPOINTS.get(test.parent.name)
-    stem = f"csp_{test.parent.name}" + ("" if own else f"_{Path(str(checkpoint)).name}") + \
-        (f"_first{limit}" if limit else "")
+    stem = f"csp_{test.parent.name}" + ("" if test.stem == "test" else f"_{test.stem}") + \
+        ("" if own else f"_{Path(str(checkpoint)).name}") + (f"_first{limit}" if limit else "")
     runs = [(name, {"steps": steps, "noise": noise, **({"checkpoint": checkpoint} if checkpoint else {})})
             for name in generators if name.startswith("diffusion") for noise in noises]
     runs += [(name, {}) for name in generators if not name.startswith("diffusion")]
