@@ -47,26 +47,26 @@ def symmetry_table() -> list[str]:
 
 
 CSP_DATA = ("perov_5", "mp_20_sample")
-CSP_OTHER_CHECKPOINTS = ("general-small",)
 
 
 def csp_table() -> list[str]:
-    """One column per test set; diffusion rows per checkpoint (the test set's own, or the general one)."""
-    reports = {data: [r for r in (_load(f"csp_{data}{suffix}") for suffix in
-                                  ("", *(f"_{name}" for name in CSP_OTHER_CHECKPOINTS))) if r]
-               for data in CSP_DATA}
-    reports = {data: found for data, found in reports.items() if found}
+    """One column per test set; diffusion rows per checkpoint (the test set's own, or another) and
+    redraw setting; runs on a subset or on another split are left out."""
+    reports: dict[str, list[tuple[str, dict]]] = {}
+    for data in CSP_DATA:
+        stems = sorted(path.stem for path in RESULTS.glob(f"csp_{data}*.json") if "_first" not in path.stem)
+        found = [(stem, report) for stem in stems if (report := _load(stem)) and report["test"]["file"].endswith("test.csv")]
+        if found:
+            reports[data] = found
     if not reports:
         return []
-    links = [f"[{stem}](benchmarks/results/{stem}.md)" for data in reports for stem in
-             (f"csp_{data}{suffix}" for suffix in ("", *(f"_{n}" for n in CSP_OTHER_CHECKPOINTS)))
-             if (RESULTS / f"{stem}.json").is_file()]
+    links = [f"[{stem}](benchmarks/results/{stem}.md)" for found in reports.values() for stem, _ in found]
     lines = ["**Structure prediction with true constraints** (match rate / RMSE; " + ", ".join(links) + ")", "",
-             "| H | " + " | ".join(f"{data} test ({found[0]['test']['usable']})" for data, found in reports.items())
+             "| H | " + " | ".join(f"{data} test ({found[0][1]['test']['usable']})" for data, found in reports.items())
              + " |", "|---" * (len(reports) + 1) + "|"]
     cells: dict[str, dict[str, str]] = {}
     for data, found in reports.items():
-        for report in found:
+        for _, report in found:
             for row in report["rows"]:
                 cells.setdefault(_csp_label(row, report), {})[data] = f"{row['match_rate']:.2%} / " + (
                     "—" if row["rmse"] is None else f"{row['rmse']:.4f}")
@@ -76,12 +76,13 @@ def csp_table() -> list[str]:
 
 
 def _csp_label(row: dict, report: dict) -> str:
-    noise = row.get("options", {}).get("noise")
-    if noise is None:
+    options = row.get("options", {})
+    if options.get("noise") is None:
         return row["h"]
     checkpoint = report["checkpoint"]["path"]
-    trained = checkpoint if checkpoint in CSP_OTHER_CHECKPOINTS else "test set's own training split"
-    return f"{row['h']} ({trained}, sampling noise {noise:g})"
+    trained = checkpoint if checkpoint == "general-small" else "test set's own training split"
+    retries = f", {options['retries']} redraws" if options.get("retries") else ""
+    return f"{row['h']} ({trained}, sampling noise {options['noise']:g}{retries})"
 
 
 def targeting_table() -> list[str]:

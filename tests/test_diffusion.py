@@ -230,6 +230,25 @@ def test_default_checkpoint_is_the_general_one_selected_on_validation():
     assert record["epochs"] == min(history, key=lambda entry: entry["validation_loss"])["epoch"] < len(history)
 
 
+def test_redraws_replace_only_structures_that_hide_their_group(data_dir):
+    from crystalgf.plugins import PluginRegistry
+    from crystalgf.symmetry.analysis import constraint_from_structure
+    from crystalgf.symmetry.detect import detect_space_group
+    from crystalgf.validity import structure_valid
+
+    entries = StructureTable().read(data_dir / "mp_20_sample" / "test.csv", limit=24).entries
+    constraints = [constraint_from_structure(e.structure, symprec=0.01) for e in entries]
+    registry, seeds = PluginRegistry.discover(), list(range(len(constraints)))
+    once = registry.create("h", "diffusion", steps=20, noise=0, retries=0).generate(constraints, seeds)
+    redrawn = registry.create("h", "diffusion", steps=20, noise=0).generate(constraints, seeds)  # 2 redraws
+    shown = [detect_space_group(s, 0.1) == c.space_group and structure_valid(s) for s, c in zip(once, constraints)]
+    assert not all(shown)  # deterministic steps sometimes land on a higher-symmetry arrangement
+    assert all(detect_space_group(s, 0.1) == c.space_group and structure_valid(s) for s, c in zip(redrawn, constraints))
+    for first, second, kept in zip(once, redrawn, shown):
+        assert np.allclose(first.frac_coords, second.frac_coords) == kept
+        assert second.composition == first.composition
+
+
 def test_missing_checkpoint_is_explained(tmp_path):
     from click.testing import CliRunner
 

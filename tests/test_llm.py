@@ -168,7 +168,7 @@ def test_votes_of_the_nearest_known_compounds_steer_stage_1(llm_g):
 
 def test_sampling_is_seeded(llm_g):
     request = GenerationRequest.from_dict({"request_id": "x", "formula": "BaTiO3", "properties": targets(band_gap=2.0)})
-    llm_g.temperature = 2.0
+    llm_g.temperature = 20.0  # the fused scores are far apart: only a high temperature reorders them often
     try:
         draws = [tuple(c.space_group for c in llm_g.generate([request], 3, seed)[0]) for seed in (1, 1, 2, 3, 4)]
     finally:

@@ -8,12 +8,15 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 from pymatgen.core import Structure
 
 from crystalgf.errors import MissingWeightsError, check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
+from crystalgf.symmetry.detect import detect_space_group
+from crystalgf.validity import structure_valid
 from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
@@ -33,7 +36,8 @@ class DiffusionGenerator(StructureGenerator):
     orbits: composition and space group hold by construction. Target properties of the constraint
     condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance). ``noise`` scales
     the noise of each sampling step (0: only the start is random; 1: DiffCSP++'s sampler); by default the
-    level stored in the checkpoint's ``config.json`` (``sampling.noise``), else 0.
+    level stored in the checkpoint's ``config.json`` (``sampling.noise``), else 0. ``retries`` (default 2)
+    redraws a structure that has two atoms closer than 0.5 Å or hides its group at 0.1 Å.
     ``checkpoint`` is a directory or the name of a shipped one (``general-small``, the default, trained on
     Perov-5, the MP-20 sample and Carbon-24; ``perov5-small``; ``mp20-sample-small``)."""
 
@@ -42,7 +46,7 @@ class DiffusionGenerator(StructureGenerator):
     conditional = True
 
     def __init__(self, checkpoint: str | None = None, steps: int = 100, guidance: float = 1.0,
-                 noise: float | None = None, batch_size: int = 256, device: str = "auto"):
+                 noise: float | None = None, batch_size: int = 256, retries: int = 2, device: str = "auto"):
         candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
         self.checkpoint = shipped_checkpoint(candidates[0])
         if not (self.checkpoint / WEIGHTS_FILE).is_file() or not (self.checkpoint / CONFIG_FILE).is_file():
@@ -54,9 +58,11 @@ class DiffusionGenerator(StructureGenerator):
         if noise is None:  # the checkpoint's own choice, else deterministic steps
             noise = json.loads((self.checkpoint / CONFIG_FILE).read_text()).get("sampling", {}).get("noise", 0.0)
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
-                                              ("steps", steps, 1, True), ("batch_size", batch_size, 1, True)):
+                                              ("steps", steps, 1, True), ("batch_size", batch_size, 1, True),
+                                              ("retries", retries, 0, True)):
             check_number(f"H {self.name}", name, value, minimum, integer=integer)
         self.steps, self.guidance, self.noise, self.batch_size = steps, guidance, noise, batch_size
+        self.retries = retries
         self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
 
     @cached_property
@@ -67,6 +73,21 @@ class DiffusionGenerator(StructureGenerator):
         return [self.checkpoint / WEIGHTS_FILE]
 
     def generate(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:
+        """One structure per constraint; with ``retries`` > 0 a structure with two atoms closer than 0.5 Å
+        or in which spglib (0.1 Å) finds another group than requested is drawn again from a seed derived
+        from its own, up to ``retries`` times, keeping the first acceptable draw (else the first draw)."""
+        structures = self._draw(constraints, seeds)
+        for attempt in range(1, self.retries + 1):
+            todo = [i for i, (c, s) in enumerate(zip(constraints, structures)) if not _acceptable(s, c)]
+            if not todo:
+                break
+            redrawn = self._draw([constraints[i] for i in todo], [_retry_seed(seeds[i], attempt) for i in todo])
+            for i, structure in zip(todo, redrawn):
+                if _acceptable(structure, constraints[i]):
+                    structures[i] = structure
+        return structures
+
+    def _draw(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:
         structures: list[Structure | None] = []
         for first in range(0, len(constraints), self.batch_size):
             samples = [encode_constraint(c) for c in constraints[first:first + self.batch_size]]
@@ -85,6 +106,17 @@ class DiffusionGenerator(StructureGenerator):
         return structures
 
 
+def _acceptable(structure: Structure | None, constraint: Constraint) -> bool:
+    """Valid (no two atoms closer than 0.5 Å) and showing the requested group at 0.1 Å."""
+    return structure is not None and structure_valid(structure) and \
+        detect_space_group(structure, 0.1) == constraint.space_group
+
+
+def _retry_seed(seed: int, attempt: int) -> int:
+    """A seed for the ``attempt``-th redraw that depends only on the crystal's own seed."""
+    return int(np.random.SeedSequence([int(seed), attempt]).generate_state(1)[0])
+
+
 class UnconditionedDiffusionGenerator(DiffusionGenerator):
     """The same model with property conditioning switched off (the DiffCSP++ setting)."""
 
@@ -93,5 +125,5 @@ class UnconditionedDiffusionGenerator(DiffusionGenerator):
     conditional = False
 
     def __init__(self, checkpoint: str | None = None, steps: int = 100, noise: float | None = None,
-                 batch_size: int = 256, device: str = "auto"):
-        super().__init__(checkpoint, steps, 1.0, noise, batch_size, device)
+                 batch_size: int = 256, retries: int = 2, device: str = "auto"):
+        super().__init__(checkpoint, steps, 1.0, noise, batch_size, retries, device)

@@ -6,23 +6,8 @@ import warnings
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-from pymatgen.core import Structure
-
 from crystalgf.interfaces import EvaluationBatch, EvaluationServices, Evaluator
-
-MIN_DISTANCE = 0.5  # Å
-MIN_VOLUME = 0.1  # Å^3
-
-
-def structure_valid(structure: Structure) -> bool:
-    """Every interatomic distance (periodic images included, self-images excluded) > 0.5 Å and volume > 0.1 Å^3."""
-    if structure.volume <= MIN_VOLUME:
-        return False
-    if len(structure) == 1:
-        return True
-    distances = structure.distance_matrix + np.eye(len(structure)) * (MIN_DISTANCE + 10.0)
-    return bool(distances.min() > MIN_DISTANCE)
+from crystalgf.validity import structure_valid
 
 
 @lru_cache(maxsize=65536)
