@@ -241,9 +241,9 @@ def test_redraws_replace_only_structures_that_hide_their_group(data_dir):
     registry, seeds = PluginRegistry.discover(), list(range(len(constraints)))
     once = registry.create("h", "diffusion", steps=20, noise=0, retries=0).generate(constraints, seeds)
     redrawn = registry.create("h", "diffusion", steps=20, noise=0).generate(constraints, seeds)  # 2 redraws
-    shown = [detect_space_group(s, 0.1) == c.space_group and structure_valid(s) for s, c in zip(once, constraints)]
+    shown = [structure_valid(s) and detect_space_group(s, 0.1) == c.space_group for s, c in zip(once, constraints)]
     assert not all(shown)  # deterministic steps sometimes land on a higher-symmetry arrangement
-    assert all(detect_space_group(s, 0.1) == c.space_group and structure_valid(s) for s, c in zip(redrawn, constraints))
+    assert all(structure_valid(s) and detect_space_group(s, 0.1) == c.space_group for s, c in zip(redrawn, constraints))
     for first, second, kept in zip(once, redrawn, shown):
         assert np.allclose(first.frac_coords, second.frac_coords) == kept
         assert second.composition == first.composition
@@ -271,8 +271,8 @@ def test_unconditioned_h_ignores_the_targets_that_steer_the_conditioned_h():
     constraints, seeds = [srtio3(0.2), srtio3(6.0)], [5, 5]
     plain = registry.create("h", "diffusion-unconditioned", steps=20).generate(constraints, seeds)
     steered = registry.create("h", "diffusion", steps=20, guidance=3.0).generate(constraints, seeds)
-    assert np.allclose(plain[0].lattice.matrix, plain[1].lattice.matrix)
-    assert np.allclose(plain[0].frac_coords, plain[1].frac_coords)
+    assert np.allclose(plain[0].lattice.matrix, plain[1].lattice.matrix, atol=1e-5)  # float noise of the batch row
+    assert np.allclose(plain[0].frac_coords, plain[1].frac_coords, atol=1e-5)
     assert not np.allclose(steered[0].lattice.matrix, steered[1].lattice.matrix, atol=1e-3)
     for structure in plain + steered:
         assert structure.composition.reduced_formula == "SrTiO3"

@@ -93,3 +93,15 @@ def test_perovskite_constraints(data_dir):
         constraint = constraint_from_structure(entry.structure)
         assert constraint.space_group == detect_space_group(entry.structure)
         assert sum(constraint.counts.values()) % 5 == 0
+
+
+@pytest.mark.parametrize("old_error_handling", [True, False])
+def test_detection_of_overlapping_atoms_gives_none_whatever_spglib_error_mode(monkeypatch, old_error_handling):
+    import spglib.error
+    from pymatgen.core import Lattice, Structure
+
+    monkeypatch.setattr(spglib.error, "OLD_ERROR_HANDLING", old_error_handling)
+    monkeypatch.delenv("SPGLIB_OLD_ERROR_HANDLING", raising=False)
+    overlapping = Structure(Lattice.cubic(4.0), ["Na", "Na"], [[0, 0, 0], [0.001, 0, 0]])
+    assert detect_space_group(overlapping, 0.1) is None
+    assert detect_space_group(Structure(Lattice.cubic(4.0), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])) == 221

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import spglib
+from spglib.error import SpglibError
 from pymatgen.core import Structure
 
 SYMPRECS: tuple[float, ...] = (0.1, 0.01)
@@ -23,7 +24,10 @@ def cell_dataset(lattice: np.ndarray, frac_coords: np.ndarray, species: np.ndarr
     cell = (np.asarray(lattice), np.asarray(frac_coords), np.asarray(species))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # spglib's notice about its error handling
-        return spglib.get_symmetry_dataset(cell, symprec=symprec)
+        try:
+            return spglib.get_symmetry_dataset(cell, symprec=symprec)
+        except SpglibError:  # raised instead of None once a library switches spglib's new error handling on
+            return None
 
 
 def detect_space_group(structure: Structure, symprec: float = 0.1) -> int | None:
