@@ -77,14 +77,17 @@ class DiffusionGenerator(StructureGenerator):
         or in which spglib (0.1 Å) finds another group than requested is drawn again from a seed derived
         from its own, up to ``retries`` times, keeping the first acceptable draw (else the first draw)."""
         structures = self._draw(constraints, seeds)
+        pending = [i for i, (c, s) in enumerate(zip(constraints, structures)) if not _acceptable(s, c)] \
+            if self.retries else []
         for attempt in range(1, self.retries + 1):
-            todo = [i for i, (c, s) in enumerate(zip(constraints, structures)) if not _acceptable(s, c)]
-            if not todo:
+            if not pending:
                 break
-            redrawn = self._draw([constraints[i] for i in todo], [_retry_seed(seeds[i], attempt) for i in todo])
-            for i, structure in zip(todo, redrawn):
-                if _acceptable(structure, constraints[i]):
+            redrawn = self._draw([constraints[i] for i in pending], [_retry_seed(seeds[i], attempt) for i in pending])
+            accepted = {i for i, structure in zip(pending, redrawn) if _acceptable(structure, constraints[i])}
+            for i, structure in zip(pending, redrawn):
+                if i in accepted:
                     structures[i] = structure
+            pending = [i for i in pending if i not in accepted]
         return structures
 
     def _draw(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:
