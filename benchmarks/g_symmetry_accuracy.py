@@ -26,6 +26,7 @@ from rich.progress import track
 
 from common import CONSTRAINTS, RESULTS, hardware, held_out_entries, run, top1
 from crystalgf.config import parse_options
+from crystalgf.formula import reduce_counts
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
 from crystalgf_eval.plots import confusion_matrix
@@ -51,9 +52,12 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
                                                          e.constraint.space_group, e.id) for e in batch], seed)
         truths = [e.constraint for e in rows]
         pairs = [(p, t) for p, t in zip(proposed, truths) if p is not None]
+        composition = {"composition_accuracy": sum(reduce_counts(p.counts)[0] == reduce_counts(t.counts)[0]
+                                                   for p, t in pairs) / len(rows)} if name.startswith("elements") else {}
         on_mode(name, {
             "rows": len(rows),
             "space_group_accuracy": sum(p.space_group == t.space_group for p, t in pairs) / len(rows),
+            **composition,
             "wyckoff_accuracy": sum(wyckoff_accuracy(p, t) for p, t in zip(given_group, truths) if p) / len(rows),
             "failed": len(rows) - len(pairs), "constraints_per_second": round(len(rows) / seconds, 2),
         })
@@ -102,15 +106,17 @@ def main() -> None:
         evaluate(registry.create("g", g, **options), entries, args.modes, args.seed, args.batch_size,
                  args.elements_limit, save)
     lines = [f"# G symmetry accuracy (held-out split, {len(entries)} rows)", "",
-             "Top-1 space group; Wyckoff accuracy given the true space group (and exact cell in formula mode); "
+             "Top-1 space group; composition: the proposed reduced formula is the true one (element modes); "
+             "Wyckoff accuracy given the true space group (and exact cell in formula mode); "
              "throughput: whole constraints per second, batched. Date, hardware and seed per G in the JSON file. "
              + report.get("note", ""), "",
-             "| G | mode | rows | space-group acc. | Wyckoff acc. | failed | constraints/s | hardware |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| G | mode | rows | space-group acc. | composition acc. | Wyckoff acc. | failed | constraints/s | hardware |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for g, result in report["results"].items():
         for mode, row in result["modes"].items():
+            composition = f"{row['composition_accuracy']:.1%}" if "composition_accuracy" in row else "given"
             lines.append(f"| {g} | {mode} | {row.get('rows', len(entries))} | {row['space_group_accuracy']:.1%} "
-                         f"| {row['wyckoff_accuracy']:.1%} | {row['failed']} | {row.get('constraints_per_second', '')} "
+                         f"| {composition} | {row['wyckoff_accuracy']:.1%} | {row['failed']} | {row.get('constraints_per_second', '')} "
                          f"| {result.get('hardware', '')} |")
     (RESULTS / "g_symmetry_accuracy.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -11,6 +11,7 @@ from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import GenerationRequest, PropertyTarget
 from crystalgf_baselines.prior import PACKAGED_TABLE
 from crystalgf_baselines.prior_table import PriorTable, fit_prior
+from crystalgf_baselines.substitution import SubstitutionRatios
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +35,9 @@ def test_prior_never_sees_test_formulas(constraints_csv, data_dir):
                      if holdout_split(Composition(row["formula"]).reduced_formula) == "test"}
     test_formulas |= {row["pretty_formula"] for path in mp20_sample(data_dir) for row in csv.DictReader(path.open())
                       if holdout_split(Composition(row["pretty_formula"]).reduced_formula) == "test"}
-    seen = {formula for counter in table.formulas_by_elements.values() for formula in counter}
-    assert {Composition(c[0]).reduced_formula for c in table.crystals} == {Composition(f).reduced_formula for f in seen}
-    assert not {Composition(f).reduced_formula for f in test_formulas} & {Composition(f).reduced_formula for f in seen}
+    seen = {Composition(c[0]).reduced_formula for c in table.crystals}
+    assert len(seen) > 1500
+    assert not {Composition(f).reduced_formula for f in test_formulas} & seen
 
 
 @pytest.mark.parametrize("g", ["prior", "forest", "random"])
@@ -80,8 +81,8 @@ def test_exact_cell_requests_keep_the_cell(registry, g):
 
 def test_forest_reads_the_target_property_and_is_normalised(registry):
     generator = registry.create("g", "forest")
-    queries = [({"Ba": 1, "Ti": 1, "O": 3}, False, {"band_gap": gap}) for gap in (0.0, 3.0)] + \
-              [({"Ba": 1, "Ti": 1, "O": 1}, True, {"formation_energy_per_atom": -2.0})]
+    queries = [({"Ba": 1, "Ti": 1, "O": 3}, {"band_gap": gap}) for gap in (0.0, 3.0)] + \
+              [({"Ba": 1, "Ti": 1, "O": 1}, {"formation_energy_per_atom": -2.0})]
     found = generator.forest.log_probabilities(queries)
     for log_p in found:
         assert sum(math.exp(v) for v in log_p.values()) == pytest.approx(1.0)
@@ -91,3 +92,25 @@ def test_forest_reads_the_target_property_and_is_normalised(registry):
     ranked = [[c.space_group for c in answer] for answer in generator.generate(requests, 5, 0)]
     assert any(ranked[i] != ranked[i + 1] for i in range(0, len(ranked), 2))
     assert ranked == [[c.space_group for c in answer] for answer in registry.create("g", "forest").generate(requests, 5, 0)]
+
+
+def test_substitution_carries_ratios_over_in_electronegativity_order():
+    ratios = SubstitutionRatios([{"Na": 1, "Mn": 1, "O": 2}, {"Sr": 1, "Ti": 1, "O": 3}, {"Na": 1, "Cl": 1}])
+    shares = ratios.shares(["O", "Fe", "Li"])
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert set(shares) == {"Li1Fe1O2", "Li1Fe1O3"}
+    assert shares["Li1Fe1O2"] > shares["Li1Fe1O3"]
+    assert ratios.shares(["Li", "Fe", "O", "F"]) == {}
+
+
+def test_element_sets_of_known_compounds_get_a_known_ratio_among_the_first(registry):
+    generator = registry.create("g", "prior")
+    known: dict[frozenset, set] = {}
+    for formula, *_ in generator.prior.crystals:
+        composition = Composition(formula)
+        known.setdefault(frozenset(e.symbol for e in composition), set()).add(composition.reduced_formula)
+    element_sets = sorted((sorted(s) for s in known if len(s) == 3), key="-".join)[:40]
+    proposed = [{Composition(ratio).reduced_formula for ratio, _ in generator._ratios(elements, 20)}
+                for elements in element_sets]
+    assert all(len(ratios) == 3 for ratios in proposed)
+    assert sum(bool(ratios & known[frozenset(e)]) for ratios, e in zip(proposed, element_sets)) >= 30

@@ -4,7 +4,8 @@ For a formula, candidate space groups are ranked by their frequency among traini
 the same stoichiometry pattern (e.g. ABC3), backed off to crystals with the same number of
 elements and to all crystals; within a group, the number of formula units and the Wyckoff
 sites are chosen by how often they occur in that group. Element sets first get candidate
-ratios: known compounds of those elements, then frequent patterns that are charge balanced.
+ratios: those of analogous known compounds (:mod:`crystalgf_baselines.substitution`), then
+frequent stoichiometry patterns that are charge balanced.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import iter_wyckoff_assignments, realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
+from crystalgf_baselines.substitution import SubstitutionRatios
 
 PACKAGED_TABLE = Path(__file__).parent / "data" / "prior.json"
 TABLE_ENVIRONMENT_VARIABLE = "CRYSTALGF_PRIOR_TABLE"
@@ -151,13 +153,19 @@ class PriorGenerator(ConstraintGenerator):
     def _pattern_totals(self) -> dict[int, int]:
         return {n: sum(c.values()) for n, c in self.prior.patterns_by_element_count.items()}
 
+    @cached_property
+    def _substitution(self) -> SubstitutionRatios:
+        return SubstitutionRatios([parse_formula(formula) for formula, *_ in self.prior.crystals])
+
     def _ratios(self, elements: Sequence[str], max_atoms: int) -> list[tuple[dict[str, int], float]]:
-        """Candidate reduced ratios for an element set with log-scores, best first."""
-        known = self.prior.formulas_by_elements.get("-".join(sorted(elements)), {})
+        """Candidate reduced ratios for an element set with log-scores, best first: those of analogous
+        known compounds (substitution), then frequent stoichiometry patterns, charge balanced first."""
         scored: dict[str, float] = {}
-        known_total = sum(known.values())
-        for formula, count in known.items():
-            scored[formula] = math.log(0.9 * count / known_total)
+        for formula, share in self._substitution.shares(elements).items():
+            ratio = parse_formula(formula)
+            if sum(ratio.values()) <= max_atoms:
+                scored[_canonical(ratio)] = math.log(0.9 * share)
+        analogues = bool(scored)
         patterns = self.prior.patterns_by_element_count.get(len(elements), {})
         total = self._pattern_totals.get(len(elements), 0)
         for pattern, count in sorted(patterns.items(), key=lambda item: -item[1])[:12]:
@@ -165,14 +173,18 @@ class PriorGenerator(ConstraintGenerator):
             if sum(amounts) > max_atoms:
                 continue
             for order in set(permutations(amounts)):
-                ratio = dict(zip(elements, order))
-                formula = Composition(ratio).formula.replace(" ", "")
+                formula = _canonical(dict(zip(elements, order)))
                 if formula in scored:
                     continue
                 balance = 0.0 if _charge_balanced(formula) else math.log(0.05)
-                scored[formula] = math.log((0.1 if known else 1.0) * count / total) + balance
+                scored[formula] = math.log((0.1 if analogues else 1.0) * count / total) + balance
         best = sorted(scored.items(), key=lambda item: -item[1])[: self.compositions_per_request]
         return [(parse_formula(formula), score) for formula, score in best]
+
+
+def _canonical(ratio: dict[str, int]) -> str:
+    """One spelling per ratio: pymatgen's formula (elements by electronegativity), e.g. ``Li1Fe1O2``."""
+    return Composition(ratio).formula.replace(" ", "")
 
 
 @lru_cache(maxsize=4096)

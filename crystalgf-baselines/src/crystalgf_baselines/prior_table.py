@@ -31,7 +31,6 @@ class PriorTable:
     formula_units_by_space_group: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     letters_by_space_group: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     patterns_by_element_count: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
-    formulas_by_elements: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
     crystals: list[tuple[str, float | None, float | None, int]] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
 
@@ -50,7 +49,6 @@ class PriorTable:
             table.formula_units_by_space_group[group][formula_units] += 1
             table.letters_by_space_group[group].update(site.letter for site in constraint.wyckoff_sites)
             table.patterns_by_element_count[len(counts)][pattern] += 1
-            table.formulas_by_elements["-".join(sorted(counts))][Composition(reduced).formula.replace(" ", "")] += 1
             values = {name: target.center for name, target in constraint.properties.items()}
             table.crystals.append((format_formula(reduced), values.get("band_gap"),
                                    values.get("formation_energy_per_atom"), group))

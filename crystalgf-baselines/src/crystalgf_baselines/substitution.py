@@ -1,0 +1,55 @@
+"""Candidate composition ratios of an element set by analogy with known compounds (substitution).
+
+A known compound with as many elements votes for its own ratio, carried over to the requested
+elements element by element in order of electronegativity (NaMnO2 for {Li, Fe, O} proposes
+LiFeO2). Its vote weighs 1 / (1 + d), where d is the L1 distance between the two element lists'
+descriptors (group, period, electronegativity of :mod:`crystalgf_baselines.features`); the
+``neighbours`` nearest compounds vote. Known compounds of the very same elements are at distance 0.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from crystalgf.formula import format_formula, reduce_counts
+
+from crystalgf_baselines.features import element_features
+
+
+def _by_electronegativity(elements: Sequence[str]) -> list[str]:
+    return sorted(elements, key=lambda element: (element_features(element)[2], element))
+
+
+def _descriptor(elements: Sequence[str]) -> np.ndarray:
+    return np.concatenate([element_features(element) for element in elements])
+
+
+class SubstitutionRatios:
+    """Ranks the reduced ratios of an element set by the votes of the nearest known compounds."""
+
+    def __init__(self, compositions: Sequence[Mapping[str, int]], neighbours: int = 20):
+        self.neighbours = neighbours
+        known: dict[int, list[tuple[list[str], list[int]]]] = defaultdict(list)
+        for counts in compositions:
+            elements = _by_electronegativity(list(counts))
+            known[len(elements)].append((elements, [counts[e] for e in elements]))
+        self._known = dict(known)
+        self._descriptors = {n: np.array([_descriptor(elements) for elements, _ in rows]) for n, rows in known.items()}
+
+    def shares(self, elements: Sequence[str]) -> dict[str, float]:
+        """Vote share of each proposed reduced formula (summing to 1; empty without known compounds
+        of as many elements)."""
+        rows = self._known.get(len(elements), [])
+        if not rows:
+            return {}
+        ordered = _by_electronegativity(elements)
+        distances = np.abs(self._descriptors[len(ordered)] - _descriptor(ordered)).sum(axis=1)
+        votes: dict[str, float] = defaultdict(float)
+        for i in np.argsort(distances, kind="stable")[: self.neighbours]:
+            ratio = reduce_counts(dict(zip(ordered, rows[i][1])))[0]
+            votes[format_formula(ratio)] += 1.0 / (1.0 + distances[i])
+        total = sum(votes.values())
+        return {formula: vote / total for formula, vote in votes.items()}
