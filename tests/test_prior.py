@@ -81,8 +81,8 @@ def test_exact_cell_requests_keep_the_cell(registry, g):
 
 def test_forest_reads_the_target_property_and_is_normalised(registry):
     generator = registry.create("g", "forest")
-    queries = [({"Ba": 1, "Ti": 1, "O": 3}, {"band_gap": gap}) for gap in (0.0, 3.0)] + \
-              [({"Ba": 1, "Ti": 1, "O": 1}, {"formation_energy_per_atom": -2.0})]
+    queries = [({"Ba": 1, "Ti": 1, "O": 3}, False, {"band_gap": gap}) for gap in (0.0, 3.0)] + \
+              [({"Ba": 1, "Ti": 1, "O": 1}, True, {"formation_energy_per_atom": -2.0})]
     found = generator.forest.log_probabilities(queries)
     for log_p in found:
         assert sum(math.exp(v) for v in log_p.values()) == pytest.approx(1.0)

@@ -1,13 +1,12 @@
 """G ``forest``: the prior's candidates re-ranked by a random forest that also reads the targets.
 
-P(space group | reduced formula, target properties) comes from a random forest (scikit-learn) over
-the composition descriptors of :mod:`crystalgf_baselines.features`, the number of elements, the
-size of the reduced formula, its largest fraction and the given property values. One forest is
-fitted per set of given properties, on first use, from the training crystals stored in the prior's
-table (deterministic: fixed seed, one job). It is mixed with the prior: log((1 - prior_share)
-P_forest + prior_share P_prior), so that groups the forest never saw keep the prior's order. An
-element set is scored at each of the prior's candidate ratios (P(ratio) P(group | ratio)).
-Wyckoff sites are chosen as by the prior.
+P(space group | composition, target properties) comes from a random forest (scikit-learn) over the
+composition descriptors of :mod:`crystalgf_baselines.features`, the number of elements, the size
+of the reduced formula and its largest fraction (formula mode only) and the given property values.
+One forest is fitted per composition kind (formula or element set) and set of given properties, on
+first use, from the training crystals stored in the prior's table (deterministic: fixed seed, one
+job). It is mixed with the prior: log((1 - prior_share) P_forest + prior_share P_prior), so that
+groups the forest never saw keep the prior's order. Wyckoff sites are chosen as by the prior.
 """
 
 from __future__ import annotations
@@ -30,9 +29,13 @@ PROPERTIES = ("band_gap", "formation_energy_per_atom")
 """Properties the forest can read, in the order of its inputs (and of the table's crystal rows)."""
 
 
-def forest_features(counts: Mapping[str, int], values: Sequence[float]) -> np.ndarray:
-    """Input vector of one reduced formula and its property values."""
-    shape = [len(counts), sum(counts.values()), max(counts.values()) / sum(counts.values())]
+def forest_features(counts: Mapping[str, int], by_elements: bool, values: Sequence[float]) -> np.ndarray:
+    """Input vector of one composition (a reduced formula, or an element set where ``by_elements``)."""
+    if by_elements:
+        shape = [len(counts)]
+        counts = dict.fromkeys(counts, 1)
+    else:
+        shape = [len(counts), sum(counts.values()), max(counts.values()) / sum(counts.values())]
     return np.concatenate([composition_features(counts), shape, values])
 
 
@@ -44,33 +47,34 @@ class SpaceGroupForest:
         self.crystals = [(reduce_counts(parse_formula(formula))[0], values, group)
                          for formula, *values, group in crystals]
         self.trees, self.seed = trees, seed
-        self._forests: dict[tuple[str, ...], RandomForestClassifier] = {}
+        self._forests: dict[tuple[bool, tuple[str, ...]], RandomForestClassifier] = {}
 
-    def log_probabilities(self, queries: Sequence[tuple[Mapping[str, int], Mapping[str, float]]]
+    def log_probabilities(self, queries: Sequence[tuple[Mapping[str, int], bool, Mapping[str, float]]]
                           ) -> list[dict[int, float]]:
-        """log P(group) of each (counts, properties) query, for the groups with nonzero probability;
-        properties the forest cannot read are ignored. One forest call per set of properties."""
+        """log P(group) of each (counts, by_elements, properties) query, for the groups with nonzero
+        probability; properties the forest cannot read are ignored. One forest call per kind of query."""
         results: list[dict[int, float]] = [{} for _ in queries]
-        batches: dict[tuple[str, ...], list[int]] = {}
-        for i, (_, properties) in enumerate(queries):
-            batches.setdefault(tuple(n for n in PROPERTIES if n in properties), []).append(i)
-        for names, members in batches.items():
-            forest = self._forest(names)
-            x = np.array([forest_features(reduce_counts(dict(queries[i][0]))[0], [queries[i][1][n] for n in names])
-                          for i in members])
+        batches: dict[tuple[bool, tuple[str, ...]], list[int]] = {}
+        for i, (_, by_elements, properties) in enumerate(queries):
+            batches.setdefault((by_elements, tuple(n for n in PROPERTIES if n in properties)), []).append(i)
+        for (by_elements, names), members in batches.items():
+            forest = self._forest(by_elements, names)
+            x = np.array([forest_features(reduce_counts(dict(queries[i][0]))[0], by_elements,
+                                          [queries[i][2][n] for n in names]) for i in members])
             for i, probabilities in zip(members, forest.predict_proba(x)):
                 results[i] = {int(g): math.log(p) for g, p in zip(forest.classes_, probabilities) if p > 0}
         return results
 
-    def _forest(self, names: tuple[str, ...]) -> RandomForestClassifier:
-        if names not in self._forests:
+    def _forest(self, by_elements: bool, names: tuple[str, ...]) -> RandomForestClassifier:
+        key = (by_elements, names)
+        if key not in self._forests:
             columns = [PROPERTIES.index(n) for n in names]
             rows = [(counts, [values[c] for c in columns], group) for counts, values, group in self.crystals
                     if all(values[c] is not None for c in columns)]
-            x = np.array([forest_features(counts, values) for counts, values, _ in rows])
+            x = np.array([forest_features(counts, by_elements, values) for counts, values, _ in rows])
             forest = RandomForestClassifier(n_estimators=self.trees, random_state=self.seed, n_jobs=1)
-            self._forests[names] = forest.fit(x, [group for _, _, group in rows])
-        return self._forests[names]
+            self._forests[key] = forest.fit(x, [group for _, _, group in rows])
+        return self._forests[key]
 
 
 class ForestGenerator(PriorGenerator):
@@ -91,19 +95,14 @@ class ForestGenerator(PriorGenerator):
         self._learned: dict[tuple, dict[int, float]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        queries = list(dict.fromkeys(query for r in requests if not r.space_group for query in self._queries(r)))
-        found = self.forest.log_probabilities([(dict(key), dict(properties)) for key, properties in queries])
+        queries = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
+        found = self.forest.log_probabilities([(dict.fromkeys(key, 1) if by_elements else dict(key), by_elements,
+                                                dict(properties)) for key, by_elements, properties in queries])
         self._learned = dict(zip(queries, found))
         return super().generate(requests, top_k, seed)
 
-    def _queries(self, request: GenerationRequest) -> list[tuple]:
-        """Forest queries of a request: its formula, or each candidate ratio of its element set."""
-        if request.formula is not None:
-            return [_query(request.counts, request)]
-        return [_query(ratio, request) for ratio, _ in self._ratios(request.elements or (), request.max_atoms)]
-
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:
-        query = _query(ratio, request)
+        query = _query(request)
         if query not in self._learned:  # a request with its space group given: the forest is not needed
             return super()._group_scores(ratio, request)
         return self._mixed_scores(query, stoichiometry_pattern(ratio), len(ratio))
@@ -117,7 +116,9 @@ class ForestGenerator(PriorGenerator):
         return {g: math.log(p) if p > 0 else -math.inf for g, p in mixed.items()}
 
 
-def _query(ratio: dict[str, int], request: GenerationRequest) -> tuple[tuple, tuple[tuple[str, float], ...]]:
-    """Hashable forest query: the reduced formula items and the request's property values."""
-    return (tuple(sorted(reduce_counts(ratio)[0].items())),
-            tuple(sorted((name, t.center) for name, t in request.properties.items())))
+def _query(request: GenerationRequest) -> tuple[tuple, bool, tuple[tuple[str, float], ...]]:
+    """Hashable forest query of a request: reduced formula items or element set, kind, properties."""
+    by_elements = request.formula is None
+    key = tuple(sorted(request.elements or ())) if by_elements else \
+        tuple(sorted(reduce_counts(request.counts)[0].items()))
+    return key, by_elements, tuple(sorted((name, t.center) for name, t in request.properties.items()))

@@ -12,11 +12,10 @@ from typing import Any
 from pymatgen.core import Composition
 
 from crystalgf.datasets import ConstraintTable, StructureTable, holdout_split
-from crystalgf.errors import InvalidInputError
 from crystalgf.formula import format_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.manifest import sha256_file
 from crystalgf.schema import Constraint
-from crystalgf.symmetry.analysis import constraint_from_structure
+from crystalgf.symmetry.analysis import entry_constraint
 
 
 @dataclass
@@ -107,7 +106,7 @@ def fit_prior(data: Path, structures: Sequence[Path] = ()) -> PriorTable:
         source["structures"] = []
     for path in structures:
         found = StructureTable().read(path)
-        kept = [c for c in (_labelled(e.structure, e.properties) for e in found.entries) if c and _is_train(c)]
+        kept = [c for c in map(entry_constraint, found.entries) if c and _is_train(c)]
         train += kept
         source["structures"].append({"file": path.name, "sha256": sha256_file(path),
                                      "rows": len(found.entries) + len(found.skipped), "train_rows": len(kept)})
@@ -117,10 +116,3 @@ def fit_prior(data: Path, structures: Sequence[Path] = ()) -> PriorTable:
 def _is_train(constraint: Constraint) -> bool:
     return holdout_split(Composition(constraint.counts).reduced_formula) == "train"
 
-
-def _labelled(structure, properties: dict[str, float]) -> Constraint | None:
-    """The structure's constraint carrying its DFT properties (None where spglib fails)."""
-    try:
-        return constraint_from_structure(structure, 0.1, properties)
-    except InvalidInputError:
-        return None

@@ -13,7 +13,7 @@ from crystalgf.datasets import holdout_split
 from crystalgf.errors import InvalidInputError
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import INPUT_MODES, Constraint
-from crystalgf.symmetry.analysis import constraint_from_structure
+from crystalgf.symmetry.analysis import entry_constraint
 
 from crystalgf_llm.prompts import Prompt, PromptBuilder, sites_text
 from crystalgf_llm.retrieval import NeighbourIndex
@@ -44,13 +44,16 @@ def split_of(reduced_formula: str) -> str:
 
 def read_labelled(path: Path, dataset: str = "crystalgf-constraints", split: str = "all",
                   symprec: float = 0.1) -> list[LabelledCrystal]:
-    """Labelled crystals of one split from a constraint table or a structure dataset (symmetry by spglib)."""
+    """Labelled crystals of one split from a constraint table or a structure dataset (symmetry by spglib;
+    structures in which it finds none are left out)."""
     if split not in SPLITS:
         raise InvalidInputError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
     read = PluginRegistry.discover().create("dataset", dataset).read(path)
     crystals = []
     for entry in read.entries:
-        constraint = entry.constraint or constraint_from_structure(entry.structure, symprec, entry.properties)
+        constraint = entry_constraint(entry, symprec)
+        if constraint is None:
+            continue
         crystal = LabelledCrystal(entry.id, constraint, entry.properties)
         if split == "all" or split_of(crystal.reduced_formula) == split:
             crystals.append(crystal)

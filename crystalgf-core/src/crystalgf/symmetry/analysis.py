@@ -6,6 +6,7 @@ from pymatgen.core import Structure
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.formula import format_formula
+from crystalgf.interfaces import DatasetEntry
 from crystalgf.schema import Constraint, PropertyTarget
 from crystalgf.symmetry.detect import spglib_dataset
 from crystalgf.symmetry.wyckoff import WyckoffSite, wyckoff_positions
@@ -36,3 +37,14 @@ def constraint_from_structure(
         counts[element] = counts.get(element, 0) + multiplicity[letter]
     targets = {name: PropertyTarget(name=name, value=value) for name, value in (properties or {}).items()}
     return Constraint(formula=format_formula(counts), space_group=space_group, wyckoff=sites, properties=targets)
+
+
+def entry_constraint(entry: DatasetEntry, symprec: float = 0.1) -> Constraint | None:
+    """A dataset entry's constraint: its own, or its structure's carrying the entry's properties
+    (None where spglib finds no symmetry)."""
+    if entry.constraint is not None:
+        return entry.constraint
+    try:
+        return constraint_from_structure(entry.structure, symprec, entry.properties)
+    except InvalidInputError:
+        return None
