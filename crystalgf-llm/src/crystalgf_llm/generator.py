@@ -146,14 +146,15 @@ class LLMConstraintGenerator(ConstraintGenerator):
             else self.scorer.score(prompts, candidates)
         return list(zip(proposals, scores, votes))
 
-    def score_sites(self, requests: Sequence[GenerationRequest],
-                    seed: int) -> list[tuple[list[Constraint], list[float]]]:
+    def score_sites(self, requests: Sequence[GenerationRequest], seed: int,
+                    top_k: int | None = None) -> list[tuple[list[Constraint], list[float]]]:
         """Stage 2 per request (``space_group`` set): the candidate G's assignments (best first)
-        and log P(sites | prompt) of each (0 for all with ``site_scoring="candidates"``); one prompt
-        per cell formula (element mode: the elements)."""
-        proposals = self._site_proposer.generate(requests, self.candidate_sites, seed)
+        and log P(sites | prompt) of each; one prompt per cell formula (element mode: the elements).
+        With ``site_scoring="candidates"`` only the candidate G's first ``top_k`` (scores 0)."""
         if self.site_scoring == "candidates":
+            proposals = self._site_proposer.generate(requests, top_k or self.candidate_sites, seed)
             return [(proposed, [0.0] * len(proposed)) for proposed in proposals]
+        proposals = self._site_proposer.generate(requests, self.candidate_sites, seed)
         prompts, candidates, layout = [], [], []
         for request, proposed in zip(requests, proposals):
             cells: dict[str, list[int]] = {}
@@ -190,7 +191,9 @@ class LLMConstraintGenerator(ConstraintGenerator):
         jobs = [(r, request.model_copy(update={"space_group": group}), score)
                 for r, (request, chosen) in enumerate(zip(requests, groups)) for group, score in chosen]
         results: list[list[tuple[float, Constraint]]] = [[] for _ in requests]
-        for (r, request, group_score), (proposed, scores) in zip(jobs, self.score_sites([j[1] for j in jobs], seed)):
+        # a greedy ranking of the candidate G's order needs only its first top_k assignments
+        scored = self.score_sites([j[1] for j in jobs], seed, top_k if self.temperature == 0 else None)
+        for (r, request, group_score), (proposed, scores) in zip(jobs, scored):
             fused = fuse(scores, self.site_prior_weight)
             for i in self._order(fused, self._rng(seed, request, 1 + request.space_group))[:top_k]:
                 results[r].append((group_score + fused[i], proposed[i].model_copy(
