@@ -34,14 +34,16 @@ def symmetry_table() -> list[str]:
     if not report:
         return []
     lines = ["**G symmetry accuracy**, held-out split ([details](benchmarks/results/g_symmetry_accuracy.md)): "
-             "space-group / Wyckoff accuracy, top-1", "",
+             "space-group / Wyckoff accuracy, top-1; in element modes also the composition (ratio) accuracy "
+             "after the Wyckoff accuracy", "",
              "| G | " + " | ".join(MODES) + " |", "|---" * (len(MODES) + 1) + "|"]
     for g, result in report["results"].items():
         cells = []
         for mode in MODES:
             row = result["modes"].get(mode)
+            composition = f" / {_pct(row['composition_accuracy'])}" if row and "composition_accuracy" in row else ""
             cells.append("—" if row is None else f"{_pct(row['space_group_accuracy'])} / "
-                         f"{_pct(row['wyckoff_accuracy'])} ({row.get('rows', '?')})")
+                         f"{_pct(row['wyckoff_accuracy'])}{composition} ({row.get('rows', '?')})")
         lines.append(f"| {g} | " + " | ".join(cells) + " |")
     return lines + ["", "(rows measured in brackets)"]
 

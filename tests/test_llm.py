@@ -15,6 +15,7 @@ from crystalgf.cli import main
 from crystalgf.formula import reduce_counts
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest
+from crystalgf_llm.adapter import AdapterSettings
 from crystalgf_llm.backbones import BACKBONES, load_base_model
 from crystalgf_llm.instructions import read_labelled, split_of
 from crystalgf_llm.prompts import PromptBuilder
@@ -158,12 +159,21 @@ def test_votes_of_the_nearest_known_compounds_steer_stage_1(llm_g):
     [(proposed, _, votes)] = llm_g.score_groups([request], 0)
     counts = Counter(c.space_group for c in llm_g.index.nearest(request.counts, VOTERS))
     assert [round(math.exp(v) - 0.5) for v in votes] == [counts[c.space_group] for c in proposed]
-    llm_g.vote_weight = 1000.0
+    tuned = llm_g.fusion["formula"]
+    llm_g.fusion["formula"] = (tuned[0], 1000.0)
     try:
         [[top]] = llm_g.generate([request], 1, 0)
     finally:
-        llm_g.vote_weight = llm_g.settings.vote_weight
+        llm_g.fusion["formula"] = tuned
     assert counts[top.space_group] == max(counts[c.space_group] for c in proposed) > 0
+
+
+def test_stage_1_weights_per_composition_kind(llm_g):
+    tuned = AdapterSettings(prior_weight=4.0, vote_weight=2.0, element_prior_weight=1.5)
+    assert tuned.group_weights("formula") == (4.0, 2.0)
+    assert tuned.group_weights("elements") == (1.5, 2.0)
+    assert AdapterSettings(prior_weight=4.0).group_weights("elements") == (4.0, 0.0)
+    assert llm_g.fusion == {kind: llm_g.settings.group_weights(kind) for kind in ("formula", "elements")}
 
 
 def test_sampling_is_seeded(llm_g):

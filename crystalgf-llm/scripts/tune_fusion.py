@@ -5,12 +5,13 @@
 
 The candidate G (``forest`` by default, or ``prior``; stored in the adapter) is refitted on the
 training split alone (of the constraint data and of any ``--structures``, as the shipped prior
-table is), so that it has not seen the validation formulas; the language model scores its candidates once and the weight of the
-prior's ranking, the weight of the nearest known compounds' votes and the number of candidate
-groups (the first N of the prior's) are chosen on a grid by space-group accuracy (formula and
-element modes with band gap; ties go to fewer candidates, which is faster), and the Wyckoff
-weight by Wyckoff accuracy given the true group (formula mode). The grid and the accuracies are
-written to DIR/fusion_tuning.json.
+table is), so that it has not seen the validation formulas; the language model scores its
+candidates once. On a grid, by space-group accuracy averaged over both target properties: the
+number of candidate groups (the first N of the candidate G's; one for both composition kinds, ties
+to fewer, which is faster), then per composition kind (formula, element set) the weight of the
+candidate G's ranking and of the nearest known compounds' votes (ties to lower weights); the
+Wyckoff weight by Wyckoff accuracy given the true group (formula mode). The grid and the
+accuracies are written to DIR/fusion_tuning.json.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from rich.progress import track
 
 from crystalgf.plugins import PluginRegistry
+from crystalgf.schema import INPUT_MODES
 from crystalgf_baselines.prior_table import PriorTable
 from crystalgf_eval.symmetry_accuracy import request_for, wyckoff_accuracy
 from crystalgf_llm.adapter import AdapterSettings
@@ -34,6 +36,7 @@ from crystalgf_llm.instructions import read_labelled
 GRID = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 10.0, 100.0)
 CANDIDATE_GROUPS = (5, 8, 10, 15)
 VOTE_GRID = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+KINDS = ("formula", "elements")
 
 
 def _scored(stage, requests, batch_size: int) -> list:
@@ -75,9 +78,9 @@ def main() -> None:
         record: dict = {"validation_crystals": len(validation), "candidates": args.candidates, "grid": list(GRID),
                         "candidate_groups": list(CANDIDATE_GROUPS), "vote_grid": list(VOTE_GRID)}
         points = [(n, w, v) for n in CANDIDATE_GROUPS for w in GRID for v in VOTE_GRID]
-        group_accuracy: dict[tuple[int, float, float], float] = dict.fromkeys(points, 0.0)
-        for mode in ("formula+band_gap", "elements+band_gap"):
-            requests = [request_for(c.constraint, mode, c.properties["band_gap"], None, c.id) for c in validation]
+        group_accuracy = {kind: dict.fromkeys(points, 0.0) for kind in KINDS}
+        for mode, (kind, prop) in INPUT_MODES.items():
+            requests = [request_for(c.constraint, mode, c.properties[prop], None, c.id) for c in validation]
             scored = _scored(g.score_groups, requests, args.batch_size)
             accuracy = {(n, w, v): sum(_top1(proposed, s, votes, n, w, v) == c.constraint.space_group
                                        for c, (proposed, s, votes) in zip(validation, scored)) / len(validation)
@@ -88,7 +91,7 @@ def main() -> None:
             record[mode] = {"space_group_accuracy": {_key(*point): a for point, a in accuracy.items()},
                             "candidate_recall": recall}
             for point in points:
-                group_accuracy[point] += accuracy[point] / 2
+                group_accuracy[kind][point] += accuracy[point] / 2
         requests = [request_for(c.constraint, "formula+band_gap", c.properties["band_gap"], c.constraint.space_group,
                                 c.id) for c in validation]
         scored = _scored(g.score_sites, requests, args.batch_size)
@@ -99,18 +102,23 @@ def main() -> None:
     # Where the largest weight of the grid wins, the model's Wyckoff scores do not help: keep the
     # candidate G's order and skip scoring the candidates.
     site_weight = _best(site_accuracy)
-    groups, weight, vote_weight = _best(group_accuracy)
-    settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight, candidate_groups=groups,
-                       vote_weight=vote_weight, site_prior_weight=site_weight,
+    # one number of candidates for both kinds (the best sum of each kind's best), then each kind's weights
+    groups = min(CANDIDATE_GROUPS, key=lambda n: (-round(sum(max(a for (m, _, _), a in group_accuracy[kind].items()
+                                                                    if m == n) for kind in KINDS), 6), n))
+    chosen = {kind: _best({(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups}) for kind in KINDS}
+    (weight, vote_weight), (element_weight, element_vote_weight) = chosen["formula"], chosen["elements"]
+    settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight,
+                       candidate_groups=groups, vote_weight=vote_weight, element_prior_weight=element_weight,
+                       element_vote_weight=element_vote_weight, site_prior_weight=site_weight,
                        site_scoring="candidates" if site_weight == GRID[-1] else "llm")
     settings.save(args.adapter)
-    record["chosen"] = {"candidates": args.candidates, "candidate_groups": groups, "prior_weight": weight, "vote_weight": vote_weight,
-                        "site_prior_weight": settings.site_prior_weight, "site_scoring": settings.site_scoring}
+    record["chosen"] = {"candidates": args.candidates, "candidate_groups": groups, "prior_weight": weight,
+                        "vote_weight": vote_weight, "element_prior_weight": element_weight,
+                        "element_vote_weight": element_vote_weight, "site_prior_weight": settings.site_prior_weight,
+                        "site_scoring": settings.site_scoring}
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record["chosen"]), {m: record[m]["space_group_accuracy"][_key(groups, weight, vote_weight)]
-                                         for m in ("formula+band_gap", "elements+band_gap")},
+    print(json.dumps(record["chosen"]), {kind: group_accuracy[kind][(groups, *chosen[kind])] for kind in KINDS},
           site_accuracy[settings.site_prior_weight])
-
 
 def _key(groups: int, weight: float, vote_weight: float) -> str:
     return f"{groups} groups, prior weight {weight}, vote weight {vote_weight}"

@@ -15,8 +15,10 @@ PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
 @dataclass(frozen=True)
 class AdapterSettings:
     """How an adapter was trained (backbone, prompt language, retrieved neighbours), the candidate G
-    whose proposals the model ranks, and the weights of the candidate G's ranking and of the nearest compounds' votes in the fused scores and the number of
-    candidate space groups (all tuned on the validation split). ``site_scoring``:
+    whose proposals the model ranks, and the weights of the candidate G's ranking and of the nearest
+    compounds' votes in the fused scores (for formula requests; ``element_*`` for element sets, the
+    formula's where None) and the number of candidate space groups (all tuned on the validation
+    split). ``site_scoring``:
     ``llm`` fuses the language model's scores of the Wyckoff candidates with their rank, ``candidates``
     keeps the candidate G's order (chosen where the validation split shows the model does not help)."""
 
@@ -27,9 +29,17 @@ class AdapterSettings:
     prior_weight: float = 1.0
     candidate_groups: int = 15
     vote_weight: float = 0.0
+    element_prior_weight: float | None = None
+    element_vote_weight: float | None = None
     site_prior_weight: float = 1.0
     site_scoring: str = "llm"
     candidates: str = "prior"
+
+    def group_weights(self, kind: str) -> tuple[float, float]:
+        """(rank weight, vote weight) of stage 1 for ``formula`` or ``elements`` requests."""
+        if kind == "elements" and self.element_prior_weight is not None:
+            return self.element_prior_weight, _or(self.element_vote_weight, self.vote_weight)
+        return self.prior_weight, self.vote_weight
 
     def save(self, folder: Path) -> None:
         (Path(folder) / SETTINGS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -40,6 +50,10 @@ class AdapterSettings:
             return cls(**json.loads((Path(folder) / SETTINGS_FILE).read_text()))
         except (OSError, ValueError, TypeError) as error:
             raise InvalidInputError(f"{folder}: not a CrystalGF G adapter ({SETTINGS_FILE}: {error})") from None
+
+
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 def locate_adapter(adapter: str, plugin: str) -> Path:

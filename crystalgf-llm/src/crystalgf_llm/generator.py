@@ -65,8 +65,10 @@ class LLMConstraintGenerator(ConstraintGenerator):
             backbone=self.name, neighbours=0)
         if self.settings.backbone != self.name:
             raise InvalidInputError(f"adapter {adapter} was trained for {self.settings.backbone}, not {self.name}")
-        self.prior_weight = self.settings.prior_weight if prior_weight is None else prior_weight
-        self.vote_weight = self.settings.vote_weight if vote_weight is None else vote_weight
+        self.fusion = {kind: (tuned[0] if prior_weight is None else prior_weight,
+                              tuned[1] if vote_weight is None else vote_weight)
+                       for kind in ("formula", "elements") for tuned in [self.settings.group_weights(kind)]}
+        """(rank weight, vote weight) of stage 1 per composition kind (``formula`` or ``elements``)."""
         self.site_prior_weight = self.settings.site_prior_weight if site_prior_weight is None else site_prior_weight
         self.site_scoring = site_scoring or self.settings.site_scoring
         if self.site_scoring not in SITE_SCORING:
@@ -181,7 +183,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
         ranked = []
         scored = self.score_groups(requests, seed, max(self.candidate_groups, top_k))
         for request, (proposed, scores, votes) in zip(requests, scored):
-            fused = fuse([s + self.vote_weight * v for s, v in zip(scores, votes)], self.prior_weight)
+            prior_weight, vote_weight = self.fusion["formula" if request.formula else "elements"]
+            fused = fuse([s + vote_weight * v for s, v in zip(scores, votes)], prior_weight)
             order = self._order(fused, self._rng(seed, request, 1))[:top_k]
             ranked.append([(proposed[i].space_group, fused[i]) for i in order])
         return ranked
