@@ -5,7 +5,7 @@
 # fusion weights tuned on the validation split (the candidate G also counts the MP-20 sample).
 # The shipped adapter is epoch 1 of a 2-epoch cosine
 # schedule at 2e-4 (CPU budget; finish the schedule with `crystalgf train g ... --epochs 2 --resume`).
-# About 50 min on 2 CPU cores (training) + 15 min (tuning).
+# About 50 min on 2 CPU cores (training) + 10 min (tuning, all four input modes).
 set -euo pipefail
 DATA=${DATA:-../shared/data/crystalgf_constraints/constraints.csv}
 OUT=${OUT:-crystalgf-llm/src/crystalgf_llm/adapters/smollm2-crystalgf}
