@@ -102,9 +102,7 @@ def main() -> None:
     # Where the largest weight of the grid wins, the model's Wyckoff scores do not help: keep the
     # candidate G's order and skip scoring the candidates.
     site_weight = _best(site_accuracy)
-    # one number of candidates for both kinds (the best sum of each kind's best), then each kind's weights
-    groups = min(CANDIDATE_GROUPS, key=lambda n: (-round(sum(max(a for (m, _, _), a in group_accuracy[kind].items()
-                                                                    if m == n) for kind in KINDS), 6), n))
+    groups = _best_count(group_accuracy)
     chosen = {kind: _best({(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups}) for kind in KINDS}
     (weight, vote_weight), (element_weight, element_vote_weight) = chosen["formula"], chosen["elements"]
     settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight,
@@ -119,6 +117,17 @@ def main() -> None:
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["chosen"]), {kind: group_accuracy[kind][(groups, *chosen[kind])] for kind in KINDS},
           site_accuracy[settings.site_prior_weight])
+
+
+def _best_count(group_accuracy: dict[str, dict[tuple[int, float, float], float]]) -> int:
+    """The number of candidate groups whose best weights, summed over the composition kinds, score
+    highest (ties go to fewer candidates)."""
+    def score(count: int) -> float:
+        return round(sum(max(a for (n, _, _), a in accuracy.items() if n == count)
+                         for accuracy in group_accuracy.values()), 6)
+
+    return min(CANDIDATE_GROUPS, key=lambda count: (-score(count), count))
+
 
 def _key(groups: int, weight: float, vote_weight: float) -> str:
     return f"{groups} groups, prior weight {weight}, vote weight {vote_weight}"
