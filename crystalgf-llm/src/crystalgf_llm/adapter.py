@@ -38,7 +38,8 @@ class AdapterSettings:
     def group_weights(self, kind: str) -> tuple[float, float]:
         """(rank weight, vote weight) of stage 1 for ``formula`` or ``elements`` requests."""
         if kind == "elements" and self.element_prior_weight is not None:
-            return self.element_prior_weight, _or(self.element_vote_weight, self.vote_weight)
+            vote = self.vote_weight if self.element_vote_weight is None else self.element_vote_weight
+            return self.element_prior_weight, vote
         return self.prior_weight, self.vote_weight
 
     def save(self, folder: Path) -> None:
@@ -50,10 +51,6 @@ class AdapterSettings:
             return cls(**json.loads((Path(folder) / SETTINGS_FILE).read_text()))
         except (OSError, ValueError, TypeError) as error:
             raise InvalidInputError(f"{folder}: not a CrystalGF G adapter ({SETTINGS_FILE}: {error})") from None
-
-
-def _or(value: float | None, default: float) -> float:
-    return default if value is None else value
 
 
 def locate_adapter(adapter: str, plugin: str) -> Path:

@@ -65,10 +65,12 @@ class LLMConstraintGenerator(ConstraintGenerator):
             backbone=self.name, neighbours=0)
         if self.settings.backbone != self.name:
             raise InvalidInputError(f"adapter {adapter} was trained for {self.settings.backbone}, not {self.name}")
-        self.fusion = {kind: (tuned[0] if prior_weight is None else prior_weight,
-                              tuned[1] if vote_weight is None else vote_weight)
-                       for kind in ("formula", "elements") for tuned in [self.settings.group_weights(kind)]}
+        self.fusion: dict[str, tuple[float, float]] = {}
         """(rank weight, vote weight) of stage 1 per composition kind (``formula`` or ``elements``)."""
+        for kind in ("formula", "elements"):
+            tuned_prior, tuned_vote = self.settings.group_weights(kind)
+            self.fusion[kind] = (tuned_prior if prior_weight is None else prior_weight,
+                                 tuned_vote if vote_weight is None else vote_weight)
         self.site_prior_weight = self.settings.site_prior_weight if site_prior_weight is None else site_prior_weight
         self.site_scoring = site_scoring or self.settings.site_scoring
         if self.site_scoring not in SITE_SCORING:
