@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 from pymatgen.core import Composition
 from rich.progress import track
@@ -49,6 +50,18 @@ def true_constraint(entry) -> Constraint:
                       properties={k: PropertyTarget(name=k, value=v) for k, v in entry.properties.items()})
 
 
+def true_pairs(test: Path, limit: int | None = None) -> tuple[list, list]:
+    """The rows of a structure CSV and the (entry, true constraint) pairs of those PyXtal can symmetrise."""
+    entries = StructureTable().read(test, limit=limit).entries
+    pairs = []
+    for entry in track(entries, description=f"true constraints {test.parent.name}"):
+        try:
+            pairs.append((entry, true_constraint(entry)))
+        except Exception:  # noqa: BLE001 - counted by the caller
+            continue
+    return entries, pairs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", type=Path, nargs="+", default=TEST_SETS)
@@ -73,13 +86,7 @@ def main() -> None:
 def benchmark(registry, test: Path, generators: list[str], steps: int, noises: list[float], checkpoint: str | None,
               limit: int | None, seed: int, note: str = "", retries: int = 0) -> None:
     """Every H on one test set; the JSON is rewritten after each H, the table at the end."""
-    entries = StructureTable().read(test, limit=limit).entries
-    pairs = []
-    for entry in track(entries, description=f"true constraints {test.parent.name}"):
-        try:
-            pairs.append((entry, true_constraint(entry)))
-        except Exception:  # noqa: BLE001 - counted below
-            continue
+    entries, pairs = true_pairs(test, limit)
     structure_matcher = matcher()
     true_at_01 = {id(entry): detect_space_group(entry.structure, 0.1) == constraint.space_group
                   for entry, constraint in pairs}
@@ -99,26 +106,8 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, noises: l
         started = time.perf_counter()
         generated = generator.generate([c for _, c in pairs], [seed + i for i in range(len(pairs))])
         seconds = time.perf_counter() - started
-        matched, rms, exact, group_01, group_001, group_01_where_true = 0, [], 0, 0, 0, 0
-        for (entry, constraint), structure in track(list(zip(pairs, generated)), description=f"scoring {name}"):
-            if structure is None:
-                continue
-            exact += structure.composition == Composition(constraint.counts)
-            shown = detect_space_group(structure, 0.1) == constraint.space_group
-            group_01 += shown
-            group_01_where_true += shown and true_at_01[id(entry)]
-            group_001 += detect_space_group(structure, 0.01) == constraint.space_group
-            distance = structure_matcher.get_rms_dist(structure, entry.structure)
-            if distance is not None:
-                matched += 1
-                rms.append(distance[0])
-        n = len(pairs)
-        report["rows"].append({"h": name, "options": options, "structures": n, "match_rate": matched / n,
-                               "rmse": sum(rms) / len(rms) if rms else None, "exact_composition": exact / n,
-                               "space_group@0.1": group_01 / n, "space_group@0.01": group_001 / n,
-                               "space_group@0.1_where_true_has_it":
-                                   group_01_where_true / max(1, sum(true_at_01.values())),
-                               "seconds": round(seconds, 1), "structures_per_second": n / seconds})
+        report["rows"].append({"h": name, "options": options, **score(pairs, generated, structure_matcher, true_at_01),
+                               "seconds": round(seconds, 1), "structures_per_second": len(pairs) / seconds})
         print(report["rows"][-1])
         write_results(stem, report)
     lines = [f"# Structure prediction with true constraints: {test.parent.name}/{test.name}", "",
@@ -135,6 +124,29 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, noises: l
               f"{r['structures_per_second']:.1f} |" for r in report["rows"]]
     write_results(stem, report, lines)
     print("\n".join(lines))
+
+
+def score(pairs, generated, structure_matcher, true_at_01: dict[int, bool]) -> dict[str, Any]:
+    """Match rate, RMSE, exact composition and space group at 0.1/0.01 Å of structures generated for
+    (true entry, true constraint) pairs; ``true_at_01`` says (by ``id`` of the entry) whether the true
+    structure itself shows its group at 0.1 Å."""
+    matched, rms, exact, group_01, group_001, group_01_where_true = 0, [], 0, 0, 0, 0
+    for (entry, constraint), structure in track(list(zip(pairs, generated)), description="scoring"):
+        if structure is None:
+            continue
+        exact += structure.composition == Composition(constraint.counts)
+        shown = detect_space_group(structure, 0.1) == constraint.space_group
+        group_01 += shown
+        group_01_where_true += shown and true_at_01[id(entry)]
+        group_001 += detect_space_group(structure, 0.01) == constraint.space_group
+        distance = structure_matcher.get_rms_dist(structure, entry.structure)
+        if distance is not None:
+            matched += 1
+            rms.append(distance[0])
+    n = len(pairs)
+    return {"structures": n, "match_rate": matched / n, "rmse": sum(rms) / len(rms) if rms else None,
+            "exact_composition": exact / n, "space_group@0.1": group_01 / n, "space_group@0.01": group_001 / n,
+            "space_group@0.1_where_true_has_it": group_01_where_true / max(1, sum(true_at_01.values()))}
 
 
 def _number(value: float | None) -> str:

@@ -290,3 +290,50 @@ def test_shipped_mp20_checkpoint_is_found_by_name_and_keeps_real_constraints(dat
     for constraint, structure in zip(constraints, generator.generate(constraints, [0, 1, 2, 3])):
         assert structure.composition == Composition(constraint.counts)
         assert detect_space_group(structure, 0.01) == constraint.space_group
+
+
+def test_a_sub_batch_equals_collating_those_crystals(data_dir):
+    from crystalgf_diffusion.batch import select
+
+    samples = [encode_structure(e.structure, e.properties)
+               for e in StructureTable().read(data_dir / "mp_20_sample" / "val.csv", limit=12).entries]
+    chosen = [7, 2, 11, 0, 5]
+    expected = collate([samples[i] for i in chosen])
+    picked = select(collate(samples), torch.tensor(chosen))
+    assert expected.keys() == picked.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(picked[name], tensor), name
+
+
+def test_pair_list_is_every_ordered_pair_within_each_crystal_source_major(constraints_csv):
+    from crystalgf_diffusion.model import all_pair_edges
+
+    batch = collate([encode_constraint(e.constraint) for e in ConstraintTable().read(constraints_csv, limit=9).entries])
+    crystal = batch["atom_crystal"]
+    expected = torch.stack(torch.nonzero(crystal[:, None] == crystal[None, :], as_tuple=True))
+    assert torch.equal(all_pair_edges(crystal), expected)
+
+
+def test_training_stops_at_its_time_limit_after_a_whole_epoch(data_dir, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    args = ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"), "--limit", "12", "--batch-size", "6",
+            "--epochs", "50", "--max-minutes", "0.00001", "--device", "cpu", "-o", str(tmp_path / "ckpt")]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    assert len(json.loads((tmp_path / "ckpt" / "history.json").read_text())) == 1
+    assert load_checkpoint(tmp_path / "ckpt")[1]["epochs"] == 1
+
+
+@pytest.mark.parametrize("device, message", [("gpu0", "not a torch device"), ("meta", "only cpu and cuda")])
+def test_train_rejects_a_device_it_cannot_use(data_dir, tmp_path, device, message):
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    result = CliRunner().invoke(main, ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"),
+                                       "--device", device, "-o", str(tmp_path / "ckpt")])
+    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "ckpt").exists()

@@ -20,7 +20,7 @@ def save_checkpoint(directory: Path, model: Denoiser, record: dict[str, Any]) ->
     """Write the weights, then the config (with ``record``: data, epochs, losses, hardware)."""
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / (WEIGHTS_FILE + ".tmp")
-    torch.save({name: tensor.detach().clone() for name, tensor in model.state_dict().items()}, temporary)
+    torch.save({name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}, temporary)
     temporary.replace(directory / WEIGHTS_FILE)
     write_json(directory / CONFIG_FILE, {"model": model.config.to_dict(), **record})
 

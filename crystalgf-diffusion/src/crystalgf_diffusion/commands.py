@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import torch
 from rich.console import Console
 from crystalgf.progress import progress_bar
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.output import check_output_directory
+from crystalgf_diffusion.data import collate
 from crystalgf_diffusion.dataset import PROPERTY_CHOICES, load_samples
 from crystalgf_diffusion.model import DenoiserConfig
 from crystalgf_diffusion.train import TrainingSettings, train
@@ -30,13 +32,19 @@ stderr = Console(stderr=True)
 @click.option("--patience", type=click.IntRange(min=1),
               help="Stop after N epochs without a lower validation loss (needs --validation).")
 @click.option("--limit", type=int, help="Use only the first N rows of each CSV (smoke runs).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Stop after the epoch during which this much training time has passed.")
+@click.option("--device", default="auto", show_default=True,
+              help="cpu, cuda, cuda:N, or auto (a GPU where torch sees one).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Checkpoint directory.")
 @click.option("--resume", is_flag=True, help="Continue the training state in the output directory.")
 def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, preset: str, epochs: int,
-            batch_size: int, patience: int | None, limit: int | None, seed: int, output: Path, resume: bool) -> None:
+            batch_size: int, patience: int | None, limit: int | None, max_minutes: float | None, device: str, seed: int,
+            output: Path, resume: bool) -> None:
     """Train the diffusion structure generator; the EMA weights are written to OUTPUT every epoch
     (with --validation: whenever the validation loss reaches a new low)."""
+    device = resolve_device(device)
     if patience and not validation:
         raise InvalidInputError("--patience needs --validation (it watches the validation loss)")
     for path in (*data, *([validation] if validation else [])):
@@ -60,8 +68,24 @@ def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, 
         task = progress.add_task("training", total=epochs)
         record = {"data": [str(p) for p in data], "validation": str(validation) if validation else None,
                   "conditioning": conditioning, "train_crystals": len(train_set), "unusable_rows": failed}
-        train(config, train_set, validation_set, output, TrainingSettings(epochs=epochs, batch_size=batch_size,
-                                                                          seed=seed, patience=patience), record,
+        settings = TrainingSettings(epochs=epochs, batch_size=batch_size, seed=seed, patience=patience, device=device,
+                                    time_limit=max_minutes * 60 if max_minutes else None)
+        train(config, collate(train_set), collate(validation_set) if validation_set else None, output, settings, record,
               on_epoch=lambda epoch, entry: progress.update(
                   task, completed=epoch, description=f"training (loss {entry['train_loss']:.3f})"))
     click.echo(f"checkpoint: {output} ({len(train_set)} crystals, {failed} unusable rows)")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> cuda where torch sees a GPU, else cpu; a named device must exist (one-line error otherwise)."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InvalidInputError(f"--device {name!r}: not a torch device (cpu, cuda, cuda:N or auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(f"--device {name}: torch sees no GPU here (use cpu or auto)")
+    if device.type not in ("cpu", "cuda"):
+        raise InvalidInputError(f"--device {name}: only cpu and cuda are supported")
+    return name

@@ -17,11 +17,9 @@ from pyxtal import pyxtal
 from crystalgf.errors import InvalidInputError
 from crystalgf.schema import Constraint
 from crystalgf.symmetry import crystal_system
+from crystalgf_diffusion.batch import COLLATED, PROPERTIES
 from crystalgf_diffusion.lattice import family_index, k_to_lattice, lattice_to_k
 from crystalgf_diffusion.wyckoff import free_parameters, orbit_template
-
-PROPERTIES = ("band_gap", "formation_energy_per_atom")
-"""Conditioning properties, in the order of the model's property inputs."""
 
 
 @dataclass
@@ -86,9 +84,7 @@ def decode(sample: CrystalSample, k: np.ndarray, parameters: np.ndarray) -> Stru
 def collate(samples: list[CrystalSample]) -> dict[str, torch.Tensor]:
     """Batch tensors: per crystal (k, family, properties), per orbit (f, free mask), per atom
     (atomic number, orbit, crystal, linear map, offset)."""
-    batch: dict[str, list] = {name: [] for name in (
-        "k", "family", "properties", "has_property", "f", "free", "orbit_crystal",
-        "atom_type", "atom_orbit", "atom_crystal", "linear", "offset")}
+    batch: dict[str, list] = {name: [] for name in COLLATED}
     orbit_count = 0
     for index, sample in enumerate(samples):
         batch["k"].append(sample.k)
@@ -113,17 +109,3 @@ def collate(samples: list[CrystalSample]) -> dict[str, torch.Tensor]:
     return {name: torch.tensor(np.array(values), dtype=torch.long if name in integer else
                                (torch.bool if name == "has_property" else torch.float32))
             for name, values in batch.items()}
-
-
-def expand(batch: dict[str, torch.Tensor], f: torch.Tensor) -> torch.Tensor:
-    """(orbits, 3) free parameters -> (atoms, 3) fractional coordinates in [0, 1)."""
-    free = (f * batch["free"])[batch["atom_orbit"]]
-    return torch.remainder(torch.einsum("aij,aj->ai", batch["linear"], free) + batch["offset"], 1.0)
-
-
-def pull_back(batch: dict[str, torch.Tensor], atom_vectors: torch.Tensor) -> torch.Tensor:
-    """Per-atom vectors in fractional space -> per-orbit vectors on the free parameters (sum of A_j^T v_j)."""
-    per_atom = torch.einsum("aij,ai->aj", batch["linear"], atom_vectors)
-    orbits = torch.zeros(len(batch["f"]), 3, dtype=atom_vectors.dtype, device=atom_vectors.device)
-    orbits.index_add_(0, batch["atom_orbit"], per_atom)
-    return orbits * batch["free"]

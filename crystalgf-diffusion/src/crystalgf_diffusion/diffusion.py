@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from crystalgf_diffusion.data import expand, pull_back
+from crystalgf_diffusion.batch import expand, pull_back
 from crystalgf_diffusion.lattice import BIASES, MASKS
 from crystalgf_diffusion.model import Denoiser, all_pair_edges
 
@@ -45,26 +45,29 @@ def prepare(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def training_loss(model: Denoiser, batch: dict[str, torch.Tensor], property_dropout: float = 0.2,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-    """Denoising loss on a batch of real crystals; properties are dropped with ``property_dropout``."""
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Denoising loss on a batch of real crystals (the total and its detached lattice and coordinate
+    parts); properties are dropped with ``property_dropout``. The random draws come from ``generator``
+    on the CPU, so a seed gives the same draws on every device."""
+    device = batch["k"].device
     crystals = len(batch["k"])
     step = torch.randint(1, TIMESTEPS + 1, (crystals,), generator=generator)
-    t = step.float() / TIMESTEPS
-    alpha_bar = alpha_bars()[step - 1]
+    t = (step.float() / TIMESTEPS).to(device)
+    alpha_bar = alpha_bars()[step - 1].to(device)
     mask = batch["k_mask"]
-    noise_k = torch.randn(crystals, 6, generator=generator) * mask
+    noise_k = torch.randn(crystals, 6, generator=generator).to(device) * mask
     z_t = alpha_bar.sqrt()[:, None] * standardise(model, batch) + (1 - alpha_bar).sqrt()[:, None] * noise_k
     sigma = sigmas(t)[batch["orbit_crystal"]][:, None].expand(-1, 3)
-    noise_f = torch.randn(batch["f"].shape, generator=generator) * batch["free"]
+    noise_f = torch.randn(batch["f"].shape, generator=generator).to(device) * batch["free"]
     f_t = torch.remainder(batch["f"] + sigma * noise_f, 1.0)
     target = wrapped_normal_score(sigma * noise_f, sigma) * batch["free"]
-    keep = torch.rand(batch["has_property"].shape, generator=generator) >= property_dropout
+    keep = torch.rand(batch["has_property"].shape, generator=generator).to(device) >= property_dropout
     predicted_noise, atom_scores = model(batch, z_t, expand(batch, f_t), t, batch["has_property"] & keep)
     scores = orbit_scores(batch, atom_scores)
     lattice_loss = (((predicted_noise - noise_k) * mask) ** 2).sum() / mask.sum().clamp(min=1)
     free = batch["free"].sum().clamp(min=1)
     coordinate_loss = (((scores - target) * sigma * batch["free"]) ** 2).sum() / free
-    return lattice_loss + coordinate_loss, {"lattice": lattice_loss.item(), "coordinates": coordinate_loss.item()}
+    return lattice_loss + coordinate_loss, {"lattice": lattice_loss.detach(), "coordinates": coordinate_loss.detach()}
 
 
 def standardise(model: Denoiser, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -95,11 +98,12 @@ def sample(model: Denoiser, batch: dict[str, torch.Tensor], seeds: Sequence[int]
 
     device = batch["k_mask"].device
 
-    def noise_k() -> torch.Tensor:
-        return torch.stack([torch.randn(6, generator=g) for g in generators]).to(device)
+    def noise_k() -> torch.Tensor | float:
+        return torch.stack([torch.randn(6, generator=g) for g in generators]).to(device) if noise else 0.0
 
-    def noise_f() -> torch.Tensor:
-        return torch.cat([torch.randn(n, 3, generator=g) for g, n in zip(generators, orbit_counts)]).to(device)
+    def noise_f() -> torch.Tensor | float:
+        return torch.cat([torch.randn(n, 3, generator=g) for g, n in zip(generators, orbit_counts)]).to(device) \
+            if noise else 0.0
 
     def uniform_f() -> torch.Tensor:
         return torch.cat([torch.rand(n, 3, generator=g) for g, n in zip(generators, orbit_counts)]).to(device)
@@ -108,7 +112,7 @@ def sample(model: Denoiser, batch: dict[str, torch.Tensor], seeds: Sequence[int]
     present = batch["has_property"]
     grid = torch.linspace(TIMESTEPS, 1, steps).round().long()
     bars = alpha_bars().to(device)
-    z = noise_k() * mask
+    z = torch.stack([torch.randn(6, generator=g) for g in generators]).to(device) * mask
     f = uniform_f() * free
 
     def predict(k_t, f_t, t):

@@ -17,6 +17,7 @@ from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 from crystalgf.symmetry.detect import detect_space_group
 from crystalgf.validity import structure_valid
+from crystalgf_diffusion.batch import to_device
 from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
 from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
@@ -97,7 +98,7 @@ class DiffusionGenerator(StructureGenerator):
             if not self.conditional:
                 for item in samples:
                     item.properties = {}
-            batch = {name: tensor.to(self.device) for name, tensor in prepare(collate(samples)).items()}
+            batch = to_device(prepare(collate(samples)), self.device)
             k, f = sample(self._model, batch, seeds[first:first + self.batch_size], self.steps, self.guidance,
                           self.noise)
             k, f = k.cpu(), f.cpu()

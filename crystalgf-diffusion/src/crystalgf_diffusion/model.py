@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from crystalgf_diffusion.data import PROPERTIES
+from crystalgf_diffusion.batch import PROPERTIES
 
 
 @dataclass
@@ -142,7 +142,12 @@ class Denoiser(nn.Module):
 
 
 def all_pair_edges(atom_crystal: torch.Tensor) -> torch.Tensor:
-    """(2, E) source/target indices of all ordered atom pairs (self-pairs included) within each crystal."""
-    same = atom_crystal[:, None] == atom_crystal[None, :]
-    source, target = torch.nonzero(same, as_tuple=True)
-    return torch.stack([source, target])
+    """(2, E) source/target indices of all ordered atom pairs (self-pairs included) within each crystal,
+    source-major; the atoms of a crystal are contiguous (``atom_crystal`` is sorted), as in every batch."""
+    counts = torch.bincount(atom_crystal)
+    starts = torch.cumsum(counts, 0) - counts
+    pair_counts = counts * counts
+    crystal = torch.repeat_interleave(torch.arange(len(counts), device=atom_crystal.device), pair_counts)
+    pair = torch.arange(len(crystal), device=atom_crystal.device) - (torch.cumsum(pair_counts, 0) - pair_counts)[crystal]
+    size = counts[crystal]
+    return torch.stack([starts[crystal] + pair // size, starts[crystal] + pair % size])
