@@ -5,6 +5,7 @@ structures are encoded here, tensors travel, samples come back and are scored he
     python benchmarks/diffusion_gpu.py train gpu_inputs/perov_5_val.pt -o runs/full --preset full --minutes 6
     python benchmarks/diffusion_gpu.py sample runs/full gpu_inputs/perov_5_test.pt -o runs/full_test.pt --steps 100
     python benchmarks/diffusion_gpu.py evaluate gpu_inputs runs/*_test*.pt         # here: match rate, RMSE, spglib
+    python benchmarks/diffusion_gpu.py training runs/full runs/small               # here: the training table
 
 ``train`` and ``sample`` import torch and the diffusion package's tensor code only. ``train`` runs the
 same loop as ``crystalgf train h`` (Adam, ReduceLROnPlateau, EMA, seeded) with a wall-clock limit, so
@@ -139,6 +140,36 @@ def evaluate(inputs: Path, samples: list[Path]) -> None:
         write_results(f"csp_{test.removesuffix('_test')}_gpu", report, _table(report, sum(true_at_01.values())))
 
 
+def report_training(runs: list[Path], note: str) -> None:
+    """``results/diffusion_gpu_training.{json,md}`` from the folders that ``train`` wrote."""
+    from common import write_results
+
+    rows = []
+    for run in runs:
+        config = json.loads((run / "config.json").read_text())
+        history = json.loads((run / "history.json").read_text())
+        timing = json.loads((run / "timing.json").read_text())
+        rows.append({"run": run.name, "preset": config["preset"], "parameters": _parameters(config["model"]),
+                     "train_crystals": config["train_crystals"], "batch_size": config["settings"]["batch_size"],
+                     "seed": config["settings"]["seed"], "epochs": timing["epochs"], "seconds": timing["seconds"],
+                     "seconds_per_epoch": round(timing["seconds_per_epoch"], 3),
+                     "final_train_loss": round(history[-1]["train_loss"], 4), "hardware": config["hardware"],
+                     "date": config["date"]})
+    write_results("diffusion_gpu_training", {"benchmark": "diffusion-gpu-training", "note": note, "rows": rows}, [
+        "# Training the diffusion H on a GPU (Perov-5 val)", "", note, "",
+        "| run | preset | parameters | crystals | batch | epochs | seconds | s/epoch | final loss | hardware | date |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *[f"| {r['run']} | {r['preset']} | {r['parameters'] / 1e6:.1f} M | {r['train_crystals']} | {r['batch_size']} | "
+          f"{r['epochs']} | {r['seconds']} | {r['seconds_per_epoch']} | {r['final_train_loss']} | {r['hardware']} | "
+          f"{r['date'][:16]} |" for r in rows]])
+
+
+def _parameters(model: dict) -> int:
+    from crystalgf_diffusion.model import Denoiser
+
+    return sum(p.numel() for p in Denoiser(DenoiserConfig.from_dict(model)).parameters())
+
+
 def _table(report: dict, true_at_01: int) -> list[str]:
     rows = report["rows"]
     lines = [f"# Structure prediction with true constraints on a GPU: {Path(report['test']['file']).parent.name}"
@@ -176,6 +207,9 @@ def main() -> None:
     step.add_argument("--unconditioned", action="store_true")
     step.add_argument("--noise", type=float, default=None, help="default: the checkpoint's own, else 0")
     step.add_argument("--seed", type=int, default=0)
+    step = commands.add_parser("training")
+    step.add_argument("runs", type=Path, nargs="+")
+    step.add_argument("--note", default="")
     step = commands.add_parser("evaluate")
     step.add_argument("inputs", type=Path)
     step.add_argument("samples", type=Path, nargs="+")
@@ -186,6 +220,8 @@ def main() -> None:
         train_model(args.data, args.output, args.preset, args.minutes, args.batch_size, args.seed)
     elif args.command == "sample":
         sample_tests(args.checkpoint, args.test, args.output, args.steps, not args.unconditioned, args.noise, args.seed)
+    elif args.command == "training":
+        report_training(args.runs, args.note)
     else:
         evaluate(args.inputs, args.samples)
 
