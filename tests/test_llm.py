@@ -176,6 +176,20 @@ def test_stage_1_weights_per_composition_kind(llm_g):
     assert llm_g.fusion == {kind: llm_g.settings.group_weights(kind) for kind in ("formula", "elements")}
 
 
+@pytest.mark.parametrize("change, message", [({"prior_weight": "heavy"}, "prior_weight: Input should be a valid number"),
+                                              ({"site_scoring": "magic"}, "site_scoring: Input should be 'llm' or"),
+                                              ({"candidate_groups": 0}, "candidate_groups: Input should be greater"),
+                                              ({"weights": 1}, "weights: Unexpected keyword argument")])
+def test_adapter_settings_are_checked_on_load(tmp_path, change, message):
+    from crystalgf.errors import InvalidInputError
+    from crystalgf_llm.adapter import PACKAGED_ADAPTERS, SETTINGS_FILE
+
+    shipped = json.loads((PACKAGED_ADAPTERS / "smollm2-crystalgf" / SETTINGS_FILE).read_text())
+    (tmp_path / SETTINGS_FILE).write_text(json.dumps({**shipped, **change}))
+    with pytest.raises(InvalidInputError, match=message):
+        AdapterSettings.load(tmp_path)
+
+
 def test_sampling_is_seeded(llm_g):
     request = GenerationRequest.from_dict({"request_id": "x", "formula": "BaTiO3", "properties": targets(band_gap=2.0)})
     llm_g.temperature = 20.0  # the fused scores are far apart: only a high temperature reorders them often

@@ -161,8 +161,7 @@ class PriorGenerator(ConstraintGenerator):
         """Candidate reduced ratios for an element set with log-scores, best first: those of analogous
         known compounds (substitution), then frequent stoichiometry patterns, charge balanced first."""
         scored: dict[str, float] = {}
-        for formula, share in self._substitution.shares(elements).items():
-            ratio = parse_formula(formula)
+        for ratio, share in self._substitution.shares(elements):
             if sum(ratio.values()) <= max_atoms:
                 scored[_canonical(ratio)] = math.log(0.9 * share)
         analogues = bool(scored)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from crystalgf.formula import format_formula, reduce_counts
+from crystalgf.formula import reduce_counts
 
 from crystalgf_baselines.features import element_features
 
@@ -39,17 +39,17 @@ class SubstitutionRatios:
         self._known = dict(known)
         self._descriptors = {n: np.array([_descriptor(elements) for elements, _ in rows]) for n, rows in known.items()}
 
-    def shares(self, elements: Sequence[str]) -> dict[str, float]:
-        """Vote share of each proposed reduced formula (summing to 1; empty without known compounds
-        of as many elements)."""
+    def shares(self, elements: Sequence[str]) -> list[tuple[dict[str, int], float]]:
+        """Each proposed reduced ratio (element -> count) with its vote share, in order of first vote
+        (shares sum to 1; empty without known compounds of as many elements)."""
         rows = self._known.get(len(elements), [])
         if not rows:
-            return {}
+            return []
         ordered = _by_electronegativity(elements)
         distances = np.abs(self._descriptors[len(ordered)] - _descriptor(ordered)).sum(axis=1)
-        votes: dict[str, float] = defaultdict(float)
+        votes: dict[tuple[tuple[str, int], ...], float] = defaultdict(float)
         for i in np.argsort(distances, kind="stable")[: self.neighbours]:
             ratio = reduce_counts(dict(zip(ordered, rows[i][1])))[0]
-            votes[format_formula(ratio)] += 1.0 / (1.0 + distances[i])
+            votes[tuple(ratio.items())] += 1.0 / (1.0 + distances[i])
         total = sum(votes.values())
-        return {formula: vote / total for formula, vote in votes.items()}
+        return [(dict(ratio), vote / total) for ratio, vote in votes.items()]

