@@ -3,16 +3,18 @@
 # and a GPU but no structure libraries. Inputs come from `python benchmarks/diffusion_gpu.py prepare`.
 # Trains the full (6 x 512) and the small preset on Perov-5 val for MINUTES each (both at once on the one
 # GPU), samples the Perov-5 test set with each in one batch, and times the shipped general-small on the
-# MP-20 sample test. Usage, from the repository root: bash benchmarks/diffusion_gpu.sh INPUTS OUT [MINUTES]
+# MP-20 sample test, then samples Perov-5 test with 1,000 steps (full model). Takes MINUTES + about 4.5 minutes
+# on an H100 (the 1,000-step run about 2 of them). Usage, from the repository root:
+#   bash benchmarks/diffusion_gpu.sh INPUTS OUT [MINUTES [BATCH]]
 set -uo pipefail
-inputs=$1 out=$2 minutes=${3:-6}
+inputs=$1 out=$2 minutes=${3:-6} batch=${4:-256}
 export PYTHONPATH=crystalgf-core/src:crystalgf-diffusion/src PYTHONUNBUFFERED=1
 gpu() { timeout "$1" python3 benchmarks/diffusion_gpu.py "${@:2}"; }
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$out/gpu.txt" 2>&1
 budget=$(python3 -c "print(int($minutes * 60 + 90))")
 for preset in full small; do
-    gpu "$budget" train "$inputs/perov_5_val.pt" -o "$out/perov5-$preset" --preset $preset --minutes "$minutes" \
+    gpu "$budget" train "$inputs/perov_5_val.pt" -o "$out/perov5-$preset" --preset $preset --minutes "$minutes" --batch-size "$batch" \
         > "$out/train-$preset.log" 2>&1 &
 done
 wait
