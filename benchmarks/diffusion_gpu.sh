@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU runs of the diffusion H (benchmarks/README.md, "Diffusion H on a GPU"), on a machine with torch
+# The GPU runs of the diffusion H (benchmarks/README.md, row 2b), on a machine with torch
 # and a GPU but no structure libraries. Inputs come from `python benchmarks/diffusion_gpu.py prepare`.
 # Trains the full (6 x 512) and the small preset on Perov-5 val for MINUTES each (both at once on the one
 # GPU), samples the Perov-5 test set with each in one batch, and times the shipped general-small on the
