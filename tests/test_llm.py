@@ -168,6 +168,35 @@ def test_votes_of_the_nearest_known_compounds_steer_stage_1(llm_g):
     assert counts[top.space_group] == max(counts[c.space_group] for c in proposed) > 0
 
 
+def test_requests_settled_without_the_model_are_not_scored(llm_g):
+    from crystalgf_llm.generator import fuse
+
+    requests = [GenerationRequest.from_dict({"request_id": f, "formula": f, "properties": targets(band_gap=gap)})
+                for f, gap in (("BaTiO3", 2.0), ("NaCl", 5.0), ("LiFePO4", 3.5), ("Fe2O3", 2.0), ("CuZn", 0.0))]
+    everything = llm_g.score_groups(requests, 0)
+    shipped = dict(llm_g.skip_margins)
+    llm_g.skip_margins = {"formula": 7.5, "elements": 7.5}
+    try:
+        settled = llm_g.score_groups(requests, 0, settle=1)
+        ranked = llm_g.generate(requests, 1, 0)
+    finally:
+        llm_g.skip_margins = shipped
+    weight, vote_weight = llm_g.fusion["formula"]
+    skipped = 0
+    for (proposed, all_scores, votes), (same, scores, _), [top] in zip(everything, settled, ranked):
+        assert same == proposed
+        alone = fuse([vote_weight * v for v in votes], weight)
+        lead = sorted(alone, reverse=True)[0] - sorted(alone, reverse=True)[1]
+        if lead > 7.5:  # answered from the candidate ranking and votes alone
+            skipped += 1
+            assert scores == [0.0] * len(proposed)
+            assert top.space_group == proposed[alone.index(max(alone))].space_group
+        else:
+            assert scores == pytest.approx(all_scores, abs=0.05)
+    assert 0 < skipped < len(requests)
+    assert all(margin is not None for margin in shipped.values())  # the shipped adapter skips where tuned to
+
+
 def test_stage_1_weights_per_composition_kind(llm_g):
     tuned = AdapterSettings(prior_weight=4.0, vote_weight=2.0, element_prior_weight=1.5)
     assert tuned.group_weights("formula") == (4.0, 2.0)

@@ -10,14 +10,18 @@ candidates once. On a grid, by space-group accuracy averaged over both target pr
 number of candidate groups (the first N of the candidate G's; one for both composition kinds, ties
 to fewer, which is faster), then per composition kind (formula, element set) the weight of the
 candidate G's ranking and of the nearest known compounds' votes (ties to lower weights); the
-Wyckoff weight by Wyckoff accuracy given the true group (formula mode). The grid and the
-accuracies are written to DIR/fusion_tuning.json.
+Wyckoff weight by Wyckoff accuracy given the true group (formula mode). Then per composition kind
+the skip margin: the largest lead of the candidate ranking (with votes, chosen weights) at which
+the language model still changed a validation request's first space group; requests with a larger
+lead are answered without the model (no validation decision changes). The grid and the accuracies
+are written to DIR/fusion_tuning.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import tempfile
 from dataclasses import replace
@@ -79,9 +83,10 @@ def main() -> None:
                         "candidate_groups": list(CANDIDATE_GROUPS), "vote_grid": list(VOTE_GRID)}
         points = [(n, w, v) for n in CANDIDATE_GROUPS for w in GRID for v in VOTE_GRID]
         group_accuracy = {kind: dict.fromkeys(points, 0.0) for kind in KINDS}
+        scored_by_mode = {}
         for mode, (kind, prop) in INPUT_MODES.items():
             requests = [request_for(c.constraint, mode, c.properties[prop], None, c.id) for c in validation]
-            scored = _scored(g.score_groups, requests, args.batch_size)
+            scored = scored_by_mode[mode] = _scored(g.score_groups, requests, args.batch_size)
             accuracy = {(n, w, v): sum(_top1(proposed, s, votes, n, w, v) == c.constraint.space_group
                                        for c, (proposed, s, votes) in zip(validation, scored)) / len(validation)
                         for n, w, v in points}
@@ -105,18 +110,38 @@ def main() -> None:
     groups = _best_count(group_accuracy)
     chosen = {kind: _best({(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups}) for kind in KINDS}
     (weight, vote_weight), (element_weight, element_vote_weight) = chosen["formula"], chosen["elements"]
+    margins = {kind: _skip_margin([item for mode, (k, _) in INPUT_MODES.items() if k == kind
+                                   for item in scored_by_mode[mode]], groups, *chosen[kind]) for kind in KINDS}
     settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight,
                        candidate_groups=groups, vote_weight=vote_weight, element_prior_weight=element_weight,
                        element_vote_weight=element_vote_weight, site_prior_weight=site_weight,
-                       site_scoring="candidates" if site_weight == GRID[-1] else "llm")
+                       site_scoring="candidates" if site_weight == GRID[-1] else "llm",
+                       skip_margin=margins["formula"]["margin"], element_skip_margin=margins["elements"]["margin"])
     settings.save(args.adapter)
     record["chosen"] = {"candidates": args.candidates, "candidate_groups": groups, "prior_weight": weight,
                         "vote_weight": vote_weight, "element_prior_weight": element_weight,
                         "element_vote_weight": element_vote_weight, "site_prior_weight": settings.site_prior_weight,
-                        "site_scoring": settings.site_scoring}
+                        "site_scoring": settings.site_scoring, "skip_margin": margins["formula"]["margin"],
+                        "element_skip_margin": margins["elements"]["margin"]}
+    record["skip_margins"] = margins
     (args.adapter / "fusion_tuning.json").write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["chosen"]), {kind: group_accuracy[kind][(groups, *chosen[kind])] for kind in KINDS},
           site_accuracy[settings.site_prior_weight])
+
+
+def _skip_margin(scored: list, count: int, weight: float, vote_weight: float) -> dict[str, float]:
+    """The largest lead (first minus second fused score without the model) among requests whose first
+    space group the model changed, rounded up; with the share of requests above it and the changes."""
+    leads, changed = [], []
+    for proposed, scores, votes in scored:
+        alone = fuse([vote_weight * v for v in votes[:count]], weight)
+        ranked = sorted(alone, reverse=True)
+        leads.append(ranked[0] - ranked[1] if len(ranked) > 1 else math.inf)
+        changed.append(_top1(proposed, scores, votes, count, weight, vote_weight)
+                       != _top1(proposed, [0.0] * len(scores), votes, count, weight, vote_weight))
+    margin = math.ceil(max((lead for lead, c in zip(leads, changed) if c), default=0.0) * 1e4) / 1e4
+    return {"margin": margin, "changed_by_model": sum(changed) / len(scored),
+            "answered_without_model": sum(lead > margin for lead in leads) / len(scored)}
 
 
 def _best_count(group_accuracy: dict[str, dict[tuple[int, float, float], float]]) -> int:

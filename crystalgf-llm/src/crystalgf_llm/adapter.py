@@ -21,8 +21,8 @@ class AdapterSettings:
     """How an adapter was trained (backbone, prompt language, retrieved neighbours), the candidate G
     whose proposals the model ranks, and the weights of the candidate G's ranking and of the nearest
     compounds' votes in the fused scores (for formula requests; ``element_*`` for element sets, the
-    formula's where None) and the number of candidate space groups (all tuned on the validation
-    split). ``site_scoring``:
+    formula's where None), the number of candidate space groups and the margin beyond which the
+    candidate ranking is settled without the model (all tuned on the validation split). ``site_scoring``:
     ``llm`` fuses the language model's scores of the Wyckoff candidates with their rank, ``candidates``
     keeps the candidate G's order (chosen where the validation split shows the model does not help)."""
 
@@ -35,6 +35,8 @@ class AdapterSettings:
     vote_weight: Annotated[float, Field(ge=0)] = 0.0
     element_prior_weight: Annotated[float, Field(ge=0)] | None = None
     element_vote_weight: Annotated[float, Field(ge=0)] | None = None
+    skip_margin: Annotated[float, Field(ge=0)] | None = None
+    element_skip_margin: Annotated[float, Field(ge=0)] | None = None
     site_prior_weight: Annotated[float, Field(ge=0)] = 1.0
     site_scoring: Literal["llm", "candidates"] = "llm"
     candidates: str = "prior"
@@ -45,6 +47,13 @@ class AdapterSettings:
             vote = self.vote_weight if self.element_vote_weight is None else self.element_vote_weight
             return self.element_prior_weight, vote
         return self.prior_weight, self.vote_weight
+
+    def group_skip_margin(self, kind: str) -> float | None:
+        """Stage 1 answers a request of this kind without the language model where the candidate G's
+        ranking (with votes) leads by more than this margin (log-score) at each place asked for;
+        None: always ask the model."""
+        return self.element_skip_margin if kind == "elements" and self.element_skip_margin is not None \
+            else self.skip_margin
 
     def save(self, folder: Path) -> None:
         (Path(folder) / SETTINGS_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")

@@ -47,7 +47,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
     def __init__(self, adapter: str | None = None, weights: str | None = None, candidates: str | None = None,
                  candidate_groups: int | None = None, candidate_sites: int = 10, prior_weight: float | None = None,
                  vote_weight: float | None = None, site_prior_weight: float | None = None,
-                 site_scoring: str | None = None,
+                 site_scoring: str | None = None, skip_margin: float | None = None,
                  temperature: float = 0.0, backend: str = "transformers",
                  device: str = "cpu", dtype: str = "auto", batch_size: int = 8):
         if backend not in BACKENDS:
@@ -56,7 +56,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
                 ("temperature", temperature, 0, False), ("candidate_groups", candidate_groups, 1, True),
                 ("candidate_sites", candidate_sites, 1, True), ("batch_size", batch_size, 1, True),
                 ("prior_weight", prior_weight, 0, False), ("vote_weight", vote_weight, 0, False),
-                ("site_prior_weight", site_prior_weight, 0, False)):
+                ("site_prior_weight", site_prior_weight, 0, False), ("skip_margin", skip_margin, 0, False)):
             if value is not None:
                 check_number(f"G {self.name}", name, value, minimum, integer=integer)
         adapter = adapter or self.default_adapter
@@ -71,6 +71,9 @@ class LLMConstraintGenerator(ConstraintGenerator):
             tuned_prior, tuned_vote = self.settings.group_weights(kind)
             self.fusion[kind] = (tuned_prior if prior_weight is None else prior_weight,
                                  tuned_vote if vote_weight is None else vote_weight)
+        self.skip_margins = {kind: self.settings.group_skip_margin(kind) if skip_margin is None else skip_margin
+                             for kind in ("formula", "elements")}
+        """Per composition kind, the lead beyond which stage 1 does without the model (None: never)."""
         self.site_prior_weight = self.settings.site_prior_weight if site_prior_weight is None else site_prior_weight
         self.site_scoring = site_scoring or self.settings.site_scoring
         if self.site_scoring not in SITE_SCORING:
@@ -129,11 +132,13 @@ class LLMConstraintGenerator(ConstraintGenerator):
             keys = keys / self.temperature + rng.gumbel(size=len(keys))
         return [int(i) for i in np.argsort(-keys, kind="stable")]
 
-    def score_groups(self, requests: Sequence[GenerationRequest], seed: int,
-                     count: int | None = None) -> list[tuple[list[Constraint], list[float], list[float]]]:
+    def score_groups(self, requests: Sequence[GenerationRequest], seed: int, count: int | None = None,
+                     settle: int | None = None) -> list[tuple[list[Constraint], list[float], list[float]]]:
         """Stage 1 per request: the candidate G's ``count`` (default ``candidate_groups``) distinct-group
         proposals (best first), the language model's log P(group | prompt) of each, and the log of its
-        votes among the ``VOTERS`` nearest known compounds (log(votes + 0.5))."""
+        votes among the ``VOTERS`` nearest known compounds (log(votes + 0.5)). With ``settle`` (greedy
+        ranking of that many places), a request whose ranking without the model is settled (see
+        :meth:`_settled`) is not shown to the model: its scores are 0."""
         proposals = self._group_proposer.generate(requests, count or self.candidate_groups, seed)
         prompts, candidates, votes = [], [], []
         for request, proposed in zip(requests, proposals):
@@ -146,9 +151,28 @@ class LLMConstraintGenerator(ConstraintGenerator):
             candidates.append([self.builder.space_group_answer(c.space_group) for c in proposed])
             count_of = Counter(c.space_group for c in found)
             votes.append([math.log(count_of[c.space_group] + VOTE_SMOOTHING) for c in proposed])
-        scores = [[0.0] for _ in proposals] if all(len(p) == 1 for p in proposals) \
-            else self.scorer.score(prompts, candidates)
+        if settle is None or self.temperature > 0 or all(m is None for m in self.skip_margins.values()):
+            scores = [[0.0] for _ in proposals] if all(len(p) == 1 for p in proposals) \
+                else self.scorer.score(prompts, candidates)
+            return list(zip(proposals, scores, votes))
+        scores = [[0.0] * len(p) for p in proposals]
+        asked = [i for i, request in enumerate(requests) if not self._settled(request, votes[i], settle)]
+        for i, scored in zip(asked, self.scorer.score([prompts[i] for i in asked], [candidates[i] for i in asked])
+                             if asked else []):
+            scores[i] = scored
         return list(zip(proposals, scores, votes))
+
+    def _settled(self, request: GenerationRequest, votes: Sequence[float], places: int) -> bool:
+        """Whether the candidate ranking fused with the votes alone leads by more than the skip margin
+        at each of the first ``places`` places (the model could change the order only where it is
+        closer; the margin is tuned on the validation split so that no decision there changes)."""
+        kind = "formula" if request.formula else "elements"
+        margin = self.skip_margins[kind]
+        if margin is None:
+            return len(votes) == 1
+        prior_weight, vote_weight = self.fusion[kind]
+        ranked = sorted(fuse([vote_weight * v for v in votes], prior_weight), reverse=True)
+        return all(ranked[i] - ranked[i + 1] > margin for i in range(min(places, len(ranked) - 1)))
 
     def score_sites(self, requests: Sequence[GenerationRequest], seed: int,
                     top_k: int | None = None) -> list[tuple[list[Constraint], list[float]]]:
@@ -183,7 +207,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
                      seed: int) -> list[list[tuple[int, float]]]:
         """Per request, up to ``top_k`` (space group, log-score) pairs, best first."""
         ranked = []
-        scored = self.score_groups(requests, seed, max(self.candidate_groups, top_k))
+        scored = self.score_groups(requests, seed, max(self.candidate_groups, top_k), settle=top_k)
         for request, (proposed, scores, votes) in zip(requests, scored):
             prior_weight, vote_weight = self.fusion["formula" if request.formula else "elements"]
             fused = fuse([s + vote_weight * v for s, v in zip(scores, votes)], prior_weight)
