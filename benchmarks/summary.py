@@ -78,6 +78,9 @@ def csp_table() -> list[str]:
 
 
 def _csp_label(row: dict, report: dict) -> str:
+    if report["benchmark"] == "csp-gpu":
+        return (f"diffusion `{row['checkpoint']}` ({row['epochs']} epochs) on {row['device']}, "
+                f"{'with' if row['conditioned'] else 'no'} properties, {row['steps']} steps")
     options = row.get("options", {})
     if options.get("noise") is None:
         return row["h"]
