@@ -42,8 +42,8 @@ stderr = Console(stderr=True)
 def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, preset: str, epochs: int,
             batch_size: int, patience: int | None, limit: int | None, max_minutes: float | None, device: str, seed: int,
             output: Path, resume: bool) -> None:
-    """Train the diffusion structure generator; the EMA weights are written to OUTPUT every epoch
-    (with --validation: whenever the validation loss reaches a new low)."""
+    """Train the diffusion structure generator; the EMA weights are written to OUTPUT once a minute and
+    after the last epoch (with --validation: whenever the validation loss reaches a new low)."""
     device = resolve_device(device)
     if patience and not validation:
         raise InvalidInputError("--patience needs --validation (it watches the validation loss)")
