@@ -123,8 +123,8 @@ def evaluate(inputs: Path, samples: list[Path]) -> None:
         true_at_01 = {id(e): detect_space_group(e.structure, 0.1) == c.space_group for e, c in pairs}
         report = {"benchmark": "csp-gpu", "date": now(), "test": {"file": meta["source"], "sha256": meta["sha256"],
                   "rows": meta["total_rows"], "usable": len(pairs)}, "versions": package_versions(), "rows": []}
+        items = [encode_constraint(c) for c in constraints]
         for drawn in draws:
-            items = [encode_constraint(c) for c in constraints]
             structures, offset = [], 0
             for index, item in enumerate(items):
                 count = len(item.orbits)
