@@ -122,6 +122,9 @@ def test_cached_candidate_scores_equal_full_sequence_log_probabilities(smollm2):
             expected = sum(log_probs[len(ids) - 1 + i, token].item() for i, token in enumerate(answer))
             assert value == pytest.approx(expected, abs=1e-3)
     assert scores[0][0] != scores[0][1]
+    scorer.batch_size = 1  # one prompt: the instruction's cached KV prefix is found by its tokens
+    alone = scorer.score(prompts, candidates)
+    assert [v for row in alone for v in row] == pytest.approx([v for row in scores for v in row], abs=1e-3)
 
 
 def _honours(constraint: Constraint, request: GenerationRequest) -> bool:

@@ -43,6 +43,10 @@ class TransformersScorer:
 
     def __init__(self, model, tokenizer, batch_size: int = 8):
         self.model = model
+        # The last positions of the hidden states reach the output layer as a strided view; with its
+        # weight frozen (as under a LoRA adapter) torch's matmul then copies the weight once per row
+        # (a batched product) instead of reshaping the input: hand the layer a contiguous input.
+        model.get_output_embeddings().register_forward_pre_hook(lambda _, inputs: (inputs[0].contiguous(),))
         self.format = ChatFormat(tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.batch_size = batch_size
@@ -76,13 +80,18 @@ class TransformersScorer:
             cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), index)
         return cache
 
+    def _known_prefix(self, tokens: list[int]) -> int:
+        """Length of the longest cached prefix that ``tokens`` start with (leaving one of its own)."""
+        return max((len(key) for key in self._prefixes if len(key) < len(tokens) and tuple(tokens[:len(key)]) == key),
+                   default=0)
+
     def _score_batch(self, prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]) -> list[list[float]]:
         device = self.device
         answers = [[self.format.answer_ids(text) for text in options] for options in candidates]
         # the tokens all of a prompt's answers start with (e.g. " " before a number) join the prompt pass
         leads = [options[0][:_common_prefix_length(options)] if options else [] for options in answers]
         encoded = [self.format.prompt_ids(p) + lead for p, lead in zip(prompts, leads)]
-        shared = _common_prefix_length(encoded) if len(encoded) > 1 else 0
+        shared = _common_prefix_length(encoded) if len(encoded) > 1 else self._known_prefix(encoded[0])
         cache = self._prefix_cache(encoded[0][:shared], len(encoded))
         width = max(len(ids) for ids in encoded) - shared
         ids = torch.full((len(encoded), width), self.pad_id, dtype=torch.long)
@@ -102,33 +111,46 @@ class TransformersScorer:
                                    device=device)
         lengths = shared + own.sum(-1)
 
-        owners = [row for row, options in enumerate(answers) for _ in options]
-        rests = [tokens[len(leads[row]):] for row, options in enumerate(answers) for tokens in options]
-        if not rests:
+        rests = [[tokens[len(lead):] for tokens in options] for options, lead in zip(answers, leads)]
+        if not any(rests):
             return [[] for _ in prompts]
-        owner = torch.tensor(owners, device=device)
-        rest_first = torch.tensor([tokens[0] for tokens in rests], device=device)
-        totals = lead_scores[owner] + first[owner].gather(-1, rest_first[:, None]).squeeze(-1)
-        # the answers' own tokens but the last (whose next-token distribution is not needed) in one pass
-        length = max(len(tokens) for tokens in rests) - 1
-        if length > 0:
-            answer_ids = torch.full((len(rests), length + 1), self.pad_id, dtype=torch.long)
-            answer_mask = torch.zeros((len(rests), length + 1), dtype=torch.long)
-            for row, tokens in enumerate(rests):
-                answer_ids[row, :len(tokens)] = torch.tensor(tokens)
-                answer_mask[row, :len(tokens)] = 1
-            answer_ids, answer_mask = answer_ids.to(device), answer_mask.to(device)
-            cache = out.cache
-            cache.reorder_cache(owner)
-            positions = lengths[owner, None] + torch.arange(length, device=device)
-            logits = self.model(input_ids=answer_ids[:, :-1], position_ids=positions, cache=cache,
-                                attention_mask=torch.cat([mask[owner], answer_mask[:, :-1]], dim=1)).logits
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-            totals = totals + (log_probs.gather(-1, answer_ids[:, 1:, None]).squeeze(-1) * answer_mask[:, 1:]).sum(-1)
-        grouped: list[list[float]] = [[] for _ in prompts]
-        for row, total in zip(owners, totals.tolist()):
-            grouped[row].append(total)
-        return grouped
+        totals = [[lead_scores[row] + first[row, tokens[0]] for tokens in options] for row, options in enumerate(rests)]
+        fed = [[tokens[:-1] for tokens in options] for options in rests]
+        width = max(sum(len(tokens) for tokens in options) for options in fed)
+        if width > 0:
+            log_probs = self._answer_log_probs(out.cache, mask, lengths, fed, width)
+            for row, options in enumerate(rests):
+                start = 0
+                for index, tokens in enumerate(options):
+                    steps = torch.arange(start, start + len(tokens) - 1, device=device)
+                    totals[row][index] = totals[row][index] + log_probs[row, steps, tokens[1:]].sum()
+                    start += len(tokens) - 1
+        return [[float(t) for t in options] for options in totals]
+
+    def _answer_log_probs(self, cache: DynamicCache, mask: torch.Tensor, lengths: torch.Tensor,
+                          fed: list[list[list[int]]], width: int) -> torch.Tensor:
+        """Next-token log-probabilities after each fed answer token, all answers of a prompt in one row
+        after its cached prompt: each answer sees the prompt and its own earlier tokens (a tree mask),
+        at the positions it would have alone, so the prompt's KV cache is never copied per answer."""
+        device = mask.device
+        rows = len(fed)
+        ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((rows, width), dtype=torch.long)
+        own = torch.zeros((rows, width, width), dtype=torch.bool)
+        for row, options in enumerate(fed):
+            start = 0
+            for tokens in options:
+                end = start + len(tokens)
+                ids[row, start:end] = torch.tensor(tokens, dtype=torch.long)
+                positions[row, start:end] = torch.arange(len(tokens))
+                own[row, start:end, start:end] = torch.ones(len(tokens), len(tokens), dtype=torch.bool).tril()
+                start = end
+            own[row, start:, start:] = torch.eye(width - start, dtype=torch.bool)  # padding sees itself
+        seen = mask.bool()[:, None, :].expand(rows, width, -1)
+        attention = torch.cat([seen, own.to(device)], dim=-1)[:, None]
+        logits = self.model(input_ids=ids.to(device), position_ids=lengths[:, None] + positions.to(device),
+                            cache=cache, attention_mask=attention).logits
+        return torch.log_softmax(logits.float(), dim=-1)
 
 
 def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
