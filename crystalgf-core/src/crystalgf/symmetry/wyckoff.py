@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 from pyxtal.symmetry import Group
@@ -39,11 +39,12 @@ class WyckoffPosition:
     site_symmetry: str
     degrees_of_freedom: int
 
-    @property
+    @cached_property
     def label(self) -> str:
         return f"{self.multiplicity}{self.letter}"
 
 
+@lru_cache(maxsize=4096)
 def split_label(label: str) -> tuple[int, str]:
     """``"2c"`` -> ``(2, "c")``; raises :class:`InvalidInputError` for anything else."""
     match = _LABEL.fullmatch(label.strip())
