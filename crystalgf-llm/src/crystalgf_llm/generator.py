@@ -137,8 +137,8 @@ class LLMConstraintGenerator(ConstraintGenerator):
         """Stage 1 per request: the candidate G's ``count`` (default ``candidate_groups``) distinct-group
         proposals (best first), the language model's log P(group | prompt) of each, and the log of its
         votes among the ``VOTERS`` nearest known compounds (log(votes + 0.5)). With ``settle`` (greedy
-        ranking of that many places), a request whose ranking without the model is settled (see
-        :meth:`_settled`) is not shown to the model: its scores are 0."""
+        ranking of that many places) the model scores only the contenders (see :meth:`_contenders`);
+        the other candidates get the lowest score of the request's contenders, or 0 where none is left."""
         proposals = self._group_proposer.generate(requests, count or self.candidate_groups, seed)
         prompts, candidates, votes = [], [], []
         for request, proposed in zip(requests, proposals):
@@ -156,23 +156,32 @@ class LLMConstraintGenerator(ConstraintGenerator):
                 else self.scorer.score(prompts, candidates)
             return list(zip(proposals, scores, votes))
         scores = [[0.0] * len(p) for p in proposals]
-        asked = [i for i, request in enumerate(requests) if not self._settled(request, votes[i], settle)]
-        for i, scored in zip(asked, self.scorer.score([prompts[i] for i in asked], [candidates[i] for i in asked])
-                             if asked else []):
-            scores[i] = scored
+        contenders = [self._contenders(request, v, settle) for request, v in zip(requests, votes)]
+        asked = [i for i, members in enumerate(contenders) if members]
+        scored = self.scorer.score([prompts[i] for i in asked],
+                                   [[candidates[i][j] for j in contenders[i]] for i in asked]) if asked else []
+        for i, values in zip(asked, scored):
+            scores[i] = [min(values)] * len(scores[i])
+            for j, value in zip(contenders[i], values):
+                scores[i][j] = value
         return list(zip(proposals, scores, votes))
 
-    def _settled(self, request: GenerationRequest, votes: Sequence[float], places: int) -> bool:
-        """Whether the candidate ranking fused with the votes alone leads by more than the skip margin
-        at each of the first ``places`` places (the model could change the order only where it is
-        closer; the margin is tuned on the validation split so that no decision there changes)."""
+    def _contenders(self, request: GenerationRequest, votes: Sequence[float], places: int) -> list[int]:
+        """The candidates the model must score for a greedy ranking of the first ``places``: none where
+        the candidate ranking fused with the votes alone leads by more than the skip margin at each of
+        those places, else those within the margin of the last place. The margin is the largest deficit
+        from which the model lifted a candidate to first place on the validation split (tuned there)."""
         kind = "formula" if request.formula else "elements"
         margin = self.skip_margins[kind]
         if margin is None:
-            return len(votes) == 1
+            return list(range(len(votes))) if len(votes) > 1 else []
         prior_weight, vote_weight = self.fusion[kind]
-        ranked = sorted(fuse([vote_weight * v for v in votes], prior_weight), reverse=True)
-        return all(ranked[i] - ranked[i + 1] > margin for i in range(min(places, len(ranked) - 1)))
+        alone = fuse([vote_weight * v for v in votes], prior_weight)
+        ranked = sorted(alone, reverse=True)
+        places = min(places, len(ranked))
+        if all(ranked[i] - ranked[i + 1] > margin for i in range(min(places, len(ranked) - 1))):
+            return []
+        return [i for i, score in enumerate(alone) if score >= ranked[places - 1] - margin]
 
     def score_sites(self, requests: Sequence[GenerationRequest], seed: int,
                     top_k: int | None = None) -> list[tuple[list[Constraint], list[float]]]:
