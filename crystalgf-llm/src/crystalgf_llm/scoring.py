@@ -3,8 +3,9 @@
 G's answers are restricted to a candidate set that is valid by construction (space groups
 in which the composition has a Wyckoff assignment; assignments that realise the group), so
 decoding is an exact ranking of those candidates by log P(answer | prompt): the prompt is run
-once (batched) and its KV cache is shared by all of its candidates; the instruction that
-every prompt of a batch starts with is run once and its KV cache kept for later batches.
+once (batched), then all of its candidates in one row after it, each seeing only the prompt and
+its own tokens (a tree attention mask); the instruction that every prompt of a batch starts with is
+run once and its KV cache kept for later batches.
 """
 
 from __future__ import annotations
