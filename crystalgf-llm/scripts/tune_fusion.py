@@ -150,9 +150,10 @@ def _skip_margin(scored: list, count: int, weight: float, vote_weight: float) ->
     lifted to first place, rounded up; with the share of requests answered without the model (their
     lead is larger), the share whose first space group the model changed, and the mean share of the
     candidates left within the margin (those the model scores)."""
-    deficits, leads, contending = [], [], []
+    deficits, leads, alones = [], [], []
     for proposed, scores, votes in scored:
         alone = fuse([vote_weight * v for v in votes[:count]], weight)
+        alones.append(alone)
         with_model = fuse([s + vote_weight * v for s, v in zip(scores[:count], votes)], weight)
         winner = max(range(len(with_model)), key=with_model.__getitem__)
         ranked = sorted(alone, reverse=True)
@@ -160,10 +161,8 @@ def _skip_margin(scored: list, count: int, weight: float, vote_weight: float) ->
         if proposed[winner].space_group != proposed[alone.index(ranked[0])].space_group:
             deficits.append(ranked[0] - alone[winner])
     margin = math.ceil(max(deficits, default=0.0) * 1e4) / 1e4
-    for (proposed, scores, votes), lead in zip(scored, leads):
-        alone = fuse([vote_weight * v for v in votes[:count]], weight)
-        if lead <= margin:
-            contending.append(sum(a >= max(alone) - margin for a in alone) / len(alone))
+    contending = [sum(a >= max(alone) - margin for a in alone) / len(alone)
+                  for alone, lead in zip(alones, leads) if lead <= margin]
     return {"margin": margin, "changed_by_model": len(deficits) / len(scored),
             "answered_without_model": sum(lead > margin for lead in leads) / len(scored),
             "candidates_scored_when_asked": sum(contending) / max(len(contending), 1)}
