@@ -81,12 +81,14 @@ def test_exact_cell_requests_keep_the_cell(registry, g):
 
 def test_forest_reads_the_target_property_and_is_normalised(registry):
     generator = registry.create("g", "forest")
-    queries = [({"Ba": 1, "Ti": 1, "O": 3}, False, {"band_gap": gap}) for gap in (0.0, 3.0)] + \
-              [({"Ba": 1, "Ti": 1, "O": 1}, True, {"formation_energy_per_atom": -2.0})]
+    queries = [({"Ba": 1, "Ti": 1, "O": 3}, "formula", {"band_gap": gap}) for gap in (0.0, 3.0)] + \
+              [({"Ba": 1, "Ti": 1, "O": 1}, "elements", {"formation_energy_per_atom": -2.0})] + \
+              [({"Ba": z, "Ti": z, "O": 3 * z}, "cell", {"band_gap": 3.0}) for z in (1, 4)]
     found = generator.forest.log_probabilities(queries)
     for log_p in found:
         assert sum(math.exp(v) for v in log_p.values()) == pytest.approx(1.0)
     assert found[0] != found[1]
+    assert found[3] != found[4]  # an exact cell: the forest reads its number of formula units
     requests = [GenerationRequest(formula=f, properties={"band_gap": PropertyTarget(name="band_gap", value=gap)}) for f in ("CsPbI3", "ZnO", "NaCl")
                 for gap in (0.0, 4.0)]
     ranked = [[c.space_group for c in answer] for answer in generator.generate(requests, 5, 0)]

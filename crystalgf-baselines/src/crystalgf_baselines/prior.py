@@ -104,7 +104,7 @@ class PriorGenerator(ConstraintGenerator):
             options = []
             preference = self.prior.letter_preference(group)
             for counts in cells:
-                score = group_scores[group] + self._log_p_formula_units(group, reduce_counts(counts)[1])
+                score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
                 for sites in iter_wyckoff_assignments(counts, group, preference=preference,
                                                       limit=self.assignments_per_group):
                     options.append((score, sum(self._log_p_letter(group, s.letter) for s in sites), counts, sites))
@@ -138,6 +138,10 @@ class PriorGenerator(ConstraintGenerator):
         p_count = (by_count.get(group, 0) + _SMOOTHING * p_all) / (sum(by_count.values()) + _SMOOTHING)
         by_pattern = prior.space_groups_by_pattern.get(pattern, {})
         return math.log((by_pattern.get(group, 0) + _SMOOTHING * p_count) / (sum(by_pattern.values()) + _SMOOTHING))
+
+    def _formula_units_score(self, group: int, formula_units: int, request: GenerationRequest) -> float:
+        """log-score of a cell with that many formula units in a group: here P(formula units | group)."""
+        return self._log_p_formula_units(group, formula_units)
 
     @lru_cache(maxsize=None)
     def _log_p_formula_units(self, group: int, z: int) -> float:

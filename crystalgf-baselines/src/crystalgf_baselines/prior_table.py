@@ -21,7 +21,7 @@ from crystalgf.symmetry.analysis import entry_constraint
 @dataclass
 class PriorTable:
     """Counts of space groups, formula units and Wyckoff letters, by stoichiometry pattern and group,
-    and the training crystals themselves (reduced formula, band gap, formation energy, space group;
+    and the training crystals themselves (cell formula, band gap, formation energy, space group;
     a property the row lacks is None) for G ``forest``."""
 
     space_groups_by_pattern: dict[str, Counter] = field(default_factory=lambda: defaultdict(Counter))
@@ -39,7 +39,7 @@ class PriorTable:
         table = cls(source=dict(source or {}))
         for constraint in constraints:
             counts = constraint.counts
-            reduced, formula_units = reduce_counts(counts)
+            formula_units = reduce_counts(counts)[1]
             pattern = stoichiometry_pattern(counts)
             group = constraint.space_group
             table.space_groups_by_pattern[pattern][group] += 1
@@ -49,7 +49,7 @@ class PriorTable:
             table.letters_by_space_group[group].update(site.letter for site in constraint.wyckoff_sites)
             table.patterns_by_element_count[len(counts)][pattern] += 1
             values = {name: target.center for name, target in constraint.properties.items()}
-            table.crystals.append((format_formula(reduced), values.get("band_gap"),
+            table.crystals.append((format_formula(counts), values.get("band_gap"),
                                    values.get("formation_energy_per_atom"), group))
         return table
 
