@@ -9,6 +9,7 @@ from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
 from crystalgf.pipeline import propose_constraints
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import GenerationRequest, PropertyTarget
+from crystalgf_baselines.forest import ratio_label
 from crystalgf_baselines.prior import PACKAGED_TABLE
 from crystalgf_baselines.prior_table import PriorTable, fit_prior
 from crystalgf_baselines.substitution import SubstitutionRatios
@@ -116,3 +117,22 @@ def test_element_sets_of_known_compounds_get_a_known_ratio_among_the_first(regis
                 for elements in element_sets]
     assert all(len(ratios) == 3 for ratios in proposed)
     assert sum(bool(ratios & known[frozenset(e)]) for ratios, e in zip(proposed, element_sets)) >= 30
+
+
+def test_forest_proposes_ratios_of_an_element_set_that_it_learned_with_the_targets(registry):
+    assert ratio_label({"O": 4, "Li": 2, "Fe": 2}) == "1-1-2" and ratio_label({"Cl": 1, "Na": 1}) == "1-1"
+    generator = registry.create("g", "forest")
+    known = {}
+    for formula, _, energy, _ in generator.prior.crystals:
+        composition = Composition(formula)
+        if len(composition) == 3 and energy is not None:
+            known.setdefault(frozenset(e.symbol for e in composition), (composition.reduced_formula, energy))
+    element_sets = sorted(known, key=lambda s: sorted(s))[:30]
+    requests = [GenerationRequest(elements=sorted(s), properties={"formation_energy_per_atom": PropertyTarget(
+        name="formation_energy_per_atom", value=known[s][1])}) for s in element_sets]
+    answers = generator.generate(requests, 1, 0)
+    ratios = [[Composition(r).reduced_formula for r, _ in generator._request_ratios(q)] for q in requests]
+    assert all(len(r) == 3 and len(set(r)) == 3 for r in ratios)
+    assert sum(known[s][0] == r[0] for s, r in zip(element_sets, ratios)) >= 20  # the training compounds' own ratios
+    assert all(set(top.counts) == s and Composition(top.counts).reduced_formula in r
+               for [top], s, r in zip(answers, element_sets, ratios))

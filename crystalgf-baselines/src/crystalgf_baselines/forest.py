@@ -8,7 +8,9 @@ kind (:data:`KINDS`) and set of given properties, on first use, from the trainin
 in the prior's table (deterministic: fixed seed, one job). It is mixed with the prior:
 log((1 - prior_share) P_forest + prior_share P_prior), so that groups the forest never saw keep the
 prior's order. For an exact cell the forest has read the number of formula units, so the prior's
-P(formula units | group) is not added again. Wyckoff sites are chosen as by the prior.
+P(formula units | group) is not added again. An element set's candidate ratios come from a forest
+of the same kind over the ratios of known compounds (amounts in order of electronegativity, e.g.
+1-1-2 for LiFeO2), which reads the target properties too. Wyckoff sites are chosen as by the prior.
 """
 
 from __future__ import annotations
@@ -26,11 +28,20 @@ from crystalgf.schema import Constraint, GenerationRequest
 
 from crystalgf_baselines.features import composition_features
 from crystalgf_baselines.prior import PriorGenerator
+from crystalgf_baselines.substitution import by_electronegativity
 
 PROPERTIES = ("band_gap", "formation_energy_per_atom")
 """Properties the forest can read, in the order of its inputs (and of the table's crystal rows)."""
 KINDS = ("elements", "formula", "cell")
 """What a query tells of the composition: the element set, the reduced formula, or the exact cell."""
+TARGETS = ("space_group", "ratio")
+"""What a forest predicts: the space group, or the reduced ratio (:func:`ratio_label`)."""
+
+
+def ratio_label(counts: Mapping[str, int]) -> str:
+    """The reduced ratio of a composition, amounts in order of electronegativity: ``1-1-2`` for LiFeO2."""
+    ratio = reduce_counts(dict(counts))[0]
+    return "-".join(str(ratio[element]) for element in by_electronegativity(list(ratio)))
 
 
 def forest_features(counts: Mapping[str, int], kind: str, values: Sequence[float]) -> np.ndarray:
@@ -46,41 +57,44 @@ def forest_features(counts: Mapping[str, int], kind: str, values: Sequence[float
     return np.concatenate([composition_features(ratio), shape, values])
 
 
-class SpaceGroupForest:
-    """Random forests over known crystals: ``log_probabilities`` of each space group they saw."""
+class CrystalForest:
+    """Random forests over known crystals: ``log_probabilities`` of each space group (or ratio) they saw."""
 
     def __init__(self, crystals: Sequence[tuple[str, float | None, float | None, int]], trees: int = 300,
                  seed: int = 0):
         self.crystals = [(parse_formula(formula), values, group) for formula, *values, group in crystals]
         self.trees, self.seed = trees, seed
-        self._forests: dict[tuple[str, tuple[str, ...]], RandomForestClassifier] = {}
+        self._forests: dict[tuple[str, tuple[str, ...], str], RandomForestClassifier] = {}
 
-    def log_probabilities(self, queries: Sequence[tuple[Mapping[str, int], str, Mapping[str, float]]]
-                          ) -> list[dict[int, float]]:
-        """log P(group) of each (counts, kind, properties) query, for the groups with nonzero
-        probability; properties the forest cannot read are ignored. One forest call per kind of query."""
-        results: list[dict[int, float]] = [{} for _ in queries]
+    def log_probabilities(self, queries: Sequence[tuple[Mapping[str, int], str, Mapping[str, float]]],
+                          target: str = "space_group") -> list[dict[int | str, float]]:
+        """log P(label) of each (counts, kind, properties) query, for the labels (space groups, or
+        ratios: :func:`ratio_label`) with nonzero probability; properties the forest cannot read are
+        ignored. One forest call per kind of query."""
+        results: list[dict[int | str, float]] = [{} for _ in queries]
         batches: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         for i, (_, kind, properties) in enumerate(queries):
             if kind not in KINDS:
                 raise InvalidInputError(f"G forest: unknown composition kind {kind!r} (choose from {', '.join(KINDS)})")
             batches.setdefault((kind, tuple(n for n in PROPERTIES if n in properties)), []).append(i)
+        label = int if target == "space_group" else str
         for (kind, names), members in batches.items():
-            forest = self._forest(kind, names)
+            forest = self._forest(kind, names, target)
             x = np.array([forest_features(queries[i][0], kind, [queries[i][2][n] for n in names]) for i in members])
             for i, probabilities in zip(members, forest.predict_proba(x)):
-                results[i] = {int(g): math.log(p) for g, p in zip(forest.classes_, probabilities) if p > 0}
+                results[i] = {label(c): math.log(p) for c, p in zip(forest.classes_, probabilities) if p > 0}
         return results
 
-    def _forest(self, kind: str, names: tuple[str, ...]) -> RandomForestClassifier:
-        key = (kind, names)
+    def _forest(self, kind: str, names: tuple[str, ...], target: str) -> RandomForestClassifier:
+        key = (kind, names, target)
         if key not in self._forests:
             columns = [PROPERTIES.index(n) for n in names]
             rows = [(counts, [values[c] for c in columns], group) for counts, values, group in self.crystals
                     if all(values[c] is not None for c in columns)]
             x = np.array([forest_features(counts, kind, values) for counts, values, _ in rows])
+            labels = [group if target == "space_group" else ratio_label(counts) for counts, _, group in rows]
             forest = RandomForestClassifier(n_estimators=self.trees, random_state=self.seed, n_jobs=1)
-            self._forests[key] = forest.fit(x, [group for _, _, group in rows])
+            self._forests[key] = forest.fit(x, labels)
         return self._forests[key]
 
 
@@ -98,14 +112,29 @@ class ForestGenerator(PriorGenerator):
             raise InvalidInputError(f"G forest: prior_share must be <= 1 (got {prior_share!r})")
         super().__init__(table, **options)
         self.prior_share = prior_share
-        self.forest = SpaceGroupForest(self.prior.crystals, trees)
+        self.forest = CrystalForest(self.prior.crystals, trees)
         self._learned: dict[tuple, dict[int, float]] = {}
+        self._learned_ratios: dict[tuple, dict[str, float]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
         queries = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
-        found = self.forest.log_probabilities([(dict(key), kind, dict(properties)) for key, kind, properties in queries])
-        self._learned = dict(zip(queries, found))
+        plain = [(dict(key), kind, dict(properties)) for key, kind, properties in queries]
+        self._learned = dict(zip(queries, self.forest.log_probabilities(plain)))
+        sets = [i for i, (_, kind, _) in enumerate(queries) if kind == "elements"]
+        self._learned_ratios = dict(zip([queries[i] for i in sets],
+                                        self.forest.log_probabilities([plain[i] for i in sets], "ratio")))
         return super().generate(requests, top_k, seed)
+
+    def _request_ratios(self, request: GenerationRequest) -> list[tuple[dict[str, int], float]]:
+        """The forest's most probable ratios of the element set (the prior's where it knows none)."""
+        learned = self._learned_ratios.get(_query(request), {})
+        ordered = by_electronegativity(list(request.elements or ()))
+        found = []
+        for label, log_p in sorted(learned.items(), key=lambda item: (-item[1], item[0])):
+            amounts = [int(a) for a in label.split("-")]
+            if len(amounts) == len(ordered) and sum(amounts) <= request.max_atoms:
+                found.append((dict(zip(ordered, amounts)), log_p))
+        return found[:self.compositions_per_request] or super()._request_ratios(request)
 
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:
         query = _query(request)

@@ -68,7 +68,7 @@ class PriorGenerator(ConstraintGenerator):
         if request.formula is not None:
             ratios = [(request.counts if request.exact_cell else reduce_counts(request.counts)[0], 0.0)]
         else:
-            ratios = self._ratios(request.elements or (), request.max_atoms)
+            ratios = self._request_ratios(request)
         scored: list[tuple[float, float, Constraint]] = []
         for ratio, ratio_score in ratios:
             for score, site_score, constraint in self._rank_formula(ratio, request, top_k):
@@ -160,6 +160,10 @@ class PriorGenerator(ConstraintGenerator):
     @cached_property
     def _substitution(self) -> SubstitutionRatios:
         return SubstitutionRatios([parse_formula(formula) for formula, *_ in self.prior.crystals])
+
+    def _request_ratios(self, request: GenerationRequest) -> list[tuple[dict[str, int], float]]:
+        """Candidate reduced ratios of an element-set request with log-scores, best first."""
+        return self._ratios(request.elements or (), request.max_atoms)
 
     def _ratios(self, elements: Sequence[str], max_atoms: int) -> list[tuple[dict[str, int], float]]:
         """Candidate reduced ratios for an element set with log-scores, best first: those of analogous

@@ -19,7 +19,8 @@ from crystalgf.formula import reduce_counts
 from crystalgf_baselines.features import element_features
 
 
-def _by_electronegativity(elements: Sequence[str]) -> list[str]:
+def by_electronegativity(elements: Sequence[str]) -> list[str]:
+    """Elements from the least to the most electronegative (ties by symbol)."""
     return sorted(elements, key=lambda element: (element_features(element)[2], element))
 
 
@@ -34,7 +35,7 @@ class SubstitutionRatios:
         self.neighbours = neighbours
         known: dict[int, list[tuple[list[str], list[int]]]] = defaultdict(list)
         for counts in compositions:
-            elements = _by_electronegativity(list(counts))
+            elements = by_electronegativity(list(counts))
             known[len(elements)].append((elements, [counts[e] for e in elements]))
         self._known = dict(known)
         self._descriptors = {n: np.array([_descriptor(elements) for elements, _ in rows]) for n, rows in known.items()}
@@ -45,7 +46,7 @@ class SubstitutionRatios:
         rows = self._known.get(len(elements), [])
         if not rows:
             return []
-        ordered = _by_electronegativity(elements)
+        ordered = by_electronegativity(elements)
         distances = np.abs(self._descriptors[len(ordered)] - _descriptor(ordered)).sum(axis=1)
         votes: dict[tuple[tuple[str, int], ...], float] = defaultdict(float)
         for i in np.argsort(distances, kind="stable")[: self.neighbours]:
