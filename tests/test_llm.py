@@ -324,3 +324,5 @@ def test_skip_margin_is_the_largest_deficit_the_model_overcame():
     accuracy = {(1.0, 0.0): 0.50, (100.0, 0.0): 0.495, (0.0, 0.0): 0.30}
     assert tune._fastest_of_best(accuracy, scored, 3, tolerance=0.01) == (100.0, 0.0)
     assert tune._fastest_of_best(accuracy, scored, 3, tolerance=0.001) == (1.0, 0.0)
+    # the tolerance is one standard error of the best accuracy (2 points at 50 % on 625 requests)
+    assert tune._standard_error(0.5, 625) == pytest.approx(0.02)

@@ -10,8 +10,9 @@ candidates once. On a grid, by space-group accuracy averaged over both target pr
 number of candidate groups (the first N of the candidate G's; one for both composition kinds, ties
 to fewer, which is faster), then per composition kind (formula, element set) the weight of the
 candidate G's ranking and of the nearest known compounds' votes: of the weights within one
-validation crystal of the best (which the split cannot tell apart), those that answer the most
-requests without the model (see below), then the most accurate, then the lower weights; the
+standard error of the best accuracy (the one-standard-error rule: the split cannot tell them apart),
+those that answer the most requests without the model (see below), then the most accurate, then
+the lower weights; the
 Wyckoff weight by Wyckoff accuracy given the true group (formula mode). Then per composition kind
 the skip margin: the largest deficit (in the candidate ranking with votes, chosen weights) from which
 the language model lifted a candidate to a validation request's first place; requests whose first
@@ -56,9 +57,14 @@ def _best(grid_scores: dict) -> float | tuple[int, float, float]:
     return min(grid_scores, key=lambda point: (-round(grid_scores[point], 6), point))
 
 
+def _standard_error(accuracy: float, requests: int) -> float:
+    """The binomial standard error of an accuracy measured on ``requests`` requests."""
+    return math.sqrt(accuracy * (1 - accuracy) / requests)
+
+
 def _fastest_of_best(accuracy: dict[tuple[float, float], float], scored: list, count: int,
                      tolerance: float) -> tuple[float, float]:
-    """Of the weights within ``tolerance`` (one validation crystal) of the best accuracy, which the
+    """Of the weights within ``tolerance`` (one standard error) of the best accuracy, which the
     validation split cannot tell apart, those that answer the most requests without the model
     (then the most accurate, then the lower weights)."""
     best = max(accuracy.values())
@@ -124,8 +130,12 @@ def main() -> None:
     groups = _best_count(group_accuracy)
     scored_by_kind = {kind: [item for mode, (k, _) in INPUT_MODES.items() if k == kind for item in scored_by_mode[mode]]
                       for kind in KINDS}
-    chosen = {kind: _fastest_of_best({(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups},
-                                     scored_by_kind[kind], groups, 1 / len(validation)) for kind in KINDS}
+    chosen = {}
+    for kind in KINDS:
+        accuracy = {(w, v): a for (n, w, v), a in group_accuracy[kind].items() if n == groups}
+        tolerance = _standard_error(max(accuracy.values()), len(scored_by_kind[kind]))
+        chosen[kind] = _fastest_of_best(accuracy, scored_by_kind[kind], groups, tolerance)
+        record.setdefault("tolerance", {})[kind] = tolerance
     (weight, vote_weight), (element_weight, element_vote_weight) = chosen["formula"], chosen["elements"]
     margins = {kind: _skip_margin(scored_by_kind[kind], groups, *chosen[kind]) for kind in KINDS}
     settings = replace(AdapterSettings.load(args.adapter), candidates=args.candidates, prior_weight=weight,

@@ -117,12 +117,11 @@ class ForestGenerator(PriorGenerator):
         self._learned_ratios: dict[tuple, dict[str, float]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        queries = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
-        plain = [(dict(key), kind, dict(properties)) for key, kind, properties in queries]
-        self._learned = dict(zip(queries, self.forest.log_probabilities(plain)))
-        sets = [i for i, (_, kind, _) in enumerate(queries) if kind == "elements"]
-        self._learned_ratios = dict(zip([queries[i] for i in sets],
-                                        self.forest.log_probabilities([plain[i] for i in sets], "ratio")))
+        groups = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
+        self._learned = dict(zip(groups, self.forest.log_probabilities([_plain(q) for q in groups])))
+        # ratios also where the group is given (the LLM G's stage 2): the same ratios as without it
+        sets = list(dict.fromkeys(_query(r) for r in requests if r.formula is None))
+        self._learned_ratios = dict(zip(sets, self.forest.log_probabilities([_plain(q) for q in sets], "ratio")))
         return super().generate(requests, top_k, seed)
 
     def _request_ratios(self, request: GenerationRequest) -> list[tuple[dict[str, int], float]]:
@@ -154,6 +153,11 @@ class ForestGenerator(PriorGenerator):
         mixed = {g: (1 - self.prior_share) * math.exp(learned.get(g, -math.inf)) + self.prior_share * math.exp(s)
                  for g, s in prior.items()}
         return {g: math.log(p) if p > 0 else -math.inf for g, p in mixed.items()}
+
+
+def _plain(query: tuple) -> tuple[dict[str, int], str, dict[str, float]]:
+    key, kind, properties = query
+    return dict(key), kind, dict(properties)
 
 
 def _query(request: GenerationRequest) -> tuple[tuple, str, tuple[tuple[str, float], ...]]:
