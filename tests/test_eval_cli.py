@@ -19,7 +19,7 @@ def invoke(*args):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "out"
-    assert invoke("run", "--formula", "SrTiO3", "--band-gap", "1.5:2.0", "-n", "4", "--top-k", "2",
+    assert invoke("run", "--formula", "SrTiO3", "--exact-cell", "--band-gap", "1.5:2.0", "-n", "4", "--top-k", "2",
                   "-o", out).exit_code == 0
     return out
 

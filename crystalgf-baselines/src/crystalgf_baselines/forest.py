@@ -71,6 +71,8 @@ class CrystalForest:
         """log P(label) of each (counts, kind, properties) query, for the labels (space groups, or
         ratios: :func:`ratio_label`) with nonzero probability; properties the forest cannot read are
         ignored. One forest call per kind of query."""
+        if target not in TARGETS:
+            raise InvalidInputError(f"G forest: unknown target {target!r} (choose from {', '.join(TARGETS)})")
         results: list[dict[int | str, float]] = [{} for _ in queries]
         batches: dict[tuple[str, tuple[str, ...]], list[int]] = {}
         for i, (_, kind, properties) in enumerate(queries):
