@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 import zlib
-from functools import cached_property
 from collections import Counter
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
