@@ -73,7 +73,7 @@ def train_model(data: Path, output: Path, preset: str, minutes: float, batch_siz
 
 
 def sample_tests(checkpoint: Path, test: Path, output: Path, steps: int, conditioned: bool, noise: float | None,
-                 seed: int) -> None:
+                 seed: int, guidance: float = 1.0) -> None:
     """Sample every crystal of a test set in one batch; write k, f, the time and the settings."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config = load_checkpoint(checkpoint, device)
@@ -84,24 +84,25 @@ def sample_tests(checkpoint: Path, test: Path, output: Path, steps: int, conditi
         batch["has_property"] = torch.zeros_like(batch["has_property"])
     count = len(batch["k"])
     warm = to_device(prepare(select(batch, torch.arange(min(8, count)))), device)
-    sample(model, warm, list(range(len(warm["k"]))), 1, noise=noise)
+    sample(model, warm, list(range(len(warm["k"]))), 1, guidance, noise)
     if device == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    k, f = sample(model, to_device(prepare(batch), device), [seed + i for i in range(count)], steps, noise=noise)
+    k, f = sample(model, to_device(prepare(batch), device), [seed + i for i in range(count)], steps, guidance, noise)
     k, f = k.cpu(), f.cpu()
     seconds = time.perf_counter() - started
     output.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"k": k, "f": f, "test": test.stem, "seconds": seconds, "steps": steps, "noise": noise,
-                "conditioned": conditioned, "seed": seed, "checkpoint": checkpoint.name,
+                "guidance": guidance, "conditioned": conditioned, "seed": seed, "checkpoint": checkpoint.name,
                 "checkpoint_sha256": sha256_file(checkpoint / "model.pt"), "epochs": config.get("epochs"),
                 "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
                 "torch": str(torch.__version__), "date": now()}, output)
     print(f"{output}: {count} structures, {steps} steps, {seconds:.1f} s ({count / seconds:.0f}/s)")
 
 
-def evaluate(inputs: Path, samples: list[Path]) -> None:
-    """Decode the samples, score them against the true structures, write the results table."""
+def evaluate(inputs: Path, samples: list[Path], suffix: str = "", note: str = "") -> None:
+    """Decode the samples, score them against the true structures, write the results table
+    (``results/csp_<test>_gpu<suffix>``, with ``note`` under its heading)."""
     from crystalgf.datasets import StructureTable
     from crystalgf.schema import Constraint
     from crystalgf.symmetry.detect import detect_space_group
@@ -122,7 +123,8 @@ def evaluate(inputs: Path, samples: list[Path]) -> None:
         pairs = [(entries[row], constraint) for row, constraint in zip(meta["rows"], constraints)]
         true_at_01 = {id(e): detect_space_group(e.structure, 0.1) == c.space_group for e, c in pairs}
         report = {"benchmark": "csp-gpu", "date": now(), "test": {"file": meta["source"], "sha256": meta["sha256"],
-                  "rows": meta["total_rows"], "usable": len(pairs)}, "versions": package_versions(), "rows": []}
+                  "rows": meta["total_rows"], "usable": len(pairs)}, "note": note, "versions": package_versions(),
+                  "rows": []}
         items = [encode_constraint(c) for c in constraints]
         for drawn in draws:
             structures, offset = [], 0
@@ -132,12 +134,12 @@ def evaluate(inputs: Path, samples: list[Path]) -> None:
                 offset += count
             report["rows"].append({
                 "checkpoint": drawn["checkpoint"], "checkpoint_sha256": drawn["checkpoint_sha256"],
-                "epochs": drawn["epochs"], "conditioned": drawn["conditioned"], "steps": drawn["steps"],
+                "epochs": drawn["epochs"], "conditioned": drawn["conditioned"], "guidance": drawn.get("guidance", 1.0), "steps": drawn["steps"],
                 "noise": drawn["noise"], "seed": drawn["seed"], "device": drawn["device"], "torch": drawn["torch"],
                 "measured": drawn["date"], **score(pairs, structures, matcher(), true_at_01),
                 "seconds": round(drawn["seconds"], 2), "structures_per_second": len(pairs) / drawn["seconds"]})
             print(report["rows"][-1])
-        write_results(f"csp_{test.removesuffix('_test')}_gpu", report, _table(report, sum(true_at_01.values())))
+        write_results(f"csp_{test.removesuffix('_test')}_gpu{suffix}", report, _table(report, sum(true_at_01.values())))
 
 
 def report_training(runs: list[Path], note: str) -> None:
@@ -177,10 +179,12 @@ def _table(report: dict, true_at_01: int) -> list[str]:
              f"Sampled on {rows[0]['device']} (torch {rows[0]['torch']}), {rows[0]['measured']}; scored "
              f"{report['date']} on the CPU; {report['test']['usable']} of {report['test']['rows']} test rows, every "
              f"structure in one batch, seed {rows[0]['seed']}. The true structures show their group at 0.1 Å in "
-             f"{true_at_01} cases. Time: the whole sampling loop after a one-step warm-up.", "",
-             "| checkpoint | epochs | properties | steps | noise | match rate | RMSE | exact composition | "
-             "space group @0.1 | @0.01 | seconds | structures/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['checkpoint']} | {r['epochs']} | {'conditioned' if r['conditioned'] else 'none'} | {r['steps']} | "
+             f"{true_at_01} cases. Time: the whole sampling loop after a one-step warm-up.",
+             *(["", report["note"]] if report.get("note") else []), "",
+             "| checkpoint | epochs | properties | guidance | steps | noise | match rate | RMSE | exact composition | "
+             "space group @0.1 | @0.01 | seconds | structures/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['checkpoint']} | {r['epochs']} | {'conditioned' if r['conditioned'] else 'none'} | "
+              f"{r.get('guidance', 1.0) if r['conditioned'] else '-'} | {r['steps']} | "
               f"{r['noise']} | {r['match_rate']:.2%} | {r['rmse'] if r['rmse'] is None else round(r['rmse'], 4)} | "
               f"{r['exact_composition']:.1%} | {r['space_group@0.1']:.1%} | {r['space_group@0.01']:.1%} | "
               f"{r['seconds']} | {r['structures_per_second']:.0f} |" for r in rows]
@@ -206,6 +210,7 @@ def main() -> None:
     step.add_argument("--steps", type=int, default=100)
     step.add_argument("--unconditioned", action="store_true")
     step.add_argument("--noise", type=float, default=None, help="default: the checkpoint's own, else 0")
+    step.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (conditioned only)")
     step.add_argument("--seed", type=int, default=0)
     step = commands.add_parser("training")
     step.add_argument("runs", type=Path, nargs="+")
@@ -213,17 +218,20 @@ def main() -> None:
     step = commands.add_parser("evaluate")
     step.add_argument("inputs", type=Path)
     step.add_argument("samples", type=Path, nargs="+")
+    step.add_argument("--suffix", default="", help="appended to the results file's name, e.g. _budget")
+    step.add_argument("--note", default="", help="a remark under the table's heading (how the checkpoints were trained)")
     args = parser.parse_args()
     if args.command == "prepare":
         prepare_inputs(args.output)
     elif args.command == "train":
         train_model(args.data, args.output, args.preset, args.minutes, args.batch_size, args.seed)
     elif args.command == "sample":
-        sample_tests(args.checkpoint, args.test, args.output, args.steps, not args.unconditioned, args.noise, args.seed)
+        sample_tests(args.checkpoint, args.test, args.output, args.steps, not args.unconditioned, args.noise, args.seed,
+                     args.guidance)
     elif args.command == "training":
         report_training(args.runs, args.note)
     else:
-        evaluate(args.inputs, args.samples)
+        evaluate(args.inputs, args.samples, args.suffix, args.note)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,10 @@ def csp_table() -> list[str]:
 
 def _csp_label(row: dict, report: dict) -> str:
     if report["benchmark"] == "csp-gpu":
+        guidance = row.get("guidance", 1.0) if row["conditioned"] else 1.0
         return (f"diffusion `{row['checkpoint']}` ({row['epochs']} epochs) on {row['device']}, "
-                f"{'with' if row['conditioned'] else 'no'} properties, {row['steps']} steps")
+                f"{'with' if row['conditioned'] else 'no'} properties{f', guidance {guidance:g}' if guidance != 1 else ''}, "
+                f"{row['steps']} steps")
     options = row.get("options", {})
     if options.get("noise") is None:
         return row["h"]
