@@ -110,17 +110,21 @@ def assert_invariant(structure, space_group):
             assert any(d < 1e-5 and s == element for d, s in zip(distance, species))
 
 
-def test_factorised_edge_layer_equals_the_linear_map_of_the_concatenation(constraints_csv):
+def test_factorised_edge_mlp_equals_the_mlp_of_the_concatenation(constraints_csv):
     from crystalgf_diffusion.model import Layer, all_pair_edges
 
     torch.manual_seed(0)
-    layer = Layer(DenoiserConfig.small())
+    config = DenoiserConfig.small()
+    layer = Layer(config)
     batch = collate([encode_constraint(e.constraint) for e in ConstraintTable().read(constraints_csv, limit=4).entries])
     edges = all_pair_edges(batch["atom_crystal"])
-    h = torch.randn(len(batch["atom_crystal"]), 128)
-    features = torch.randn(edges.shape[1], layer.edge[0].in_features - 2 * 128)
-    expected = layer.edge[0](torch.cat([h[edges[1]], h[edges[0]], features], dim=-1))
-    assert torch.allclose(layer.edge_input(h, edges, features), expected, atol=1e-5)
+    h = torch.randn(len(batch["atom_crystal"]), config.hidden)
+    fourier = torch.randn(edges.shape[1], 6 * config.fourier)
+    lattice = torch.randn(len(batch["atom_crystal"]), 6)
+    expected = layer.edge(torch.cat([h[edges[1]], h[edges[0]], fourier, lattice[edges[1]]], dim=-1))
+    assert torch.allclose(layer.messages(h, edges, fourier, lattice), expected, atol=1e-5)
+    with torch.no_grad():  # the in-place path of sampling
+        assert torch.allclose(layer.messages(h, edges, fourier, lattice), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("noise", [0.0, 1.0])
