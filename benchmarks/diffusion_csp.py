@@ -66,7 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", type=Path, nargs="+", default=TEST_SETS)
     parser.add_argument("--h", nargs="+", default=["diffusion", "diffusion-unconditioned", "pyxtal"])
-    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--steps", type=int, nargs="+", default=[100], help="sampling steps of the diffusion H")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0],
                         help="sampling noise levels of the diffusion H (0: deterministic steps, 1: DiffCSP++)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory or shipped name for every test set")
@@ -83,7 +83,7 @@ def main() -> None:
                   args.limit, args.seed, args.note, args.retries)
 
 
-def benchmark(registry, test: Path, generators: list[str], steps: int, noises: list[float], checkpoint: str | None,
+def benchmark(registry, test: Path, generators: list[str], steps: list[int], noises: list[float], checkpoint: str | None,
               limit: int | None, seed: int, note: str = "", retries: int = 0) -> None:
     """Every H on one test set; the JSON is rewritten after each H, the table at the end."""
     entries, pairs = true_pairs(test, limit)
@@ -97,9 +97,9 @@ def benchmark(registry, test: Path, generators: list[str], steps: int, noises: l
     stem = f"csp_{test.parent.name}" + ("" if test.stem == "test" else f"_{test.stem}") + \
         ("" if own else f"_{Path(str(checkpoint)).name}") + (f"_retries{retries}" if retries else "") + \
         (f"_first{limit}" if limit else "")
-    runs = [(name, {"steps": steps, "noise": noise, **({"checkpoint": checkpoint} if checkpoint else {}),
+    runs = [(name, {"steps": count, "noise": noise, **({"checkpoint": checkpoint} if checkpoint else {}),
                     "retries": retries})
-            for name in generators if name.startswith("diffusion") for noise in noises]
+            for name in generators if name.startswith("diffusion") for count in steps for noise in noises]
     runs += [(name, {}) for name in generators if not name.startswith("diffusion")]
     for name, options in runs:
         generator = registry.create("h", name, **options)

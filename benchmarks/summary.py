@@ -89,7 +89,8 @@ def _csp_label(row: dict, report: dict) -> str:
     checkpoint = report["checkpoint"]["path"]
     trained = checkpoint if checkpoint == "general-small" else "test set's own training split"
     retries = f", {options['retries']} redraws" if options.get("retries") else ""
-    return f"{row['h']} ({trained}, sampling noise {options['noise']:g}{retries})"
+    steps = f", {options['steps']} steps" if options.get("steps", 100) != 100 else ""
+    return f"{row['h']} ({trained}, sampling noise {options['noise']:g}{steps}{retries})"
 
 
 def targeting_table() -> list[str]:

@@ -232,6 +232,12 @@ def test_default_checkpoint_is_the_general_one_selected_on_validation():
     assert {Path(p).parent.name for p in record["data"]} == {"perov_5", "mp_20_sample", "carbon_24"}
     history = json.loads((folder / "history.json").read_text())
     assert record["epochs"] == min(history, key=lambda entry: entry["validation_loss"])["epoch"] < len(history)
+    # sampling settings chosen on validation are the checkpoint's defaults; explicit options win
+    generator = DiffusionGenerator()
+    assert (generator.noise, generator.steps) == (record["sampling"]["noise"], record["sampling"]["steps"]) == (0.25, 60)
+    assert DiffusionGenerator(steps=100, noise=0).steps == 100
+    plain = DiffusionGenerator(checkpoint="perov5-small")
+    assert (plain.noise, plain.steps) == (0.0, 100)
 
 
 def test_redraws_replace_only_structures_that_hide_their_group(data_dir):

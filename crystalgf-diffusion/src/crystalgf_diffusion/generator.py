@@ -37,7 +37,8 @@ class DiffusionGenerator(StructureGenerator):
     orbits: composition and space group hold by construction. Target properties of the constraint
     condition the model; ``guidance`` > 1 strengthens them (classifier-free guidance). ``noise`` scales
     the noise of each sampling step (0: only the start is random; 1: DiffCSP++'s sampler); by default the
-    level stored in the checkpoint's ``config.json`` (``sampling.noise``), else 0. ``retries`` (default 2)
+    level stored in the checkpoint's ``config.json`` (``sampling.noise``), else 0; ``steps`` likewise
+    (``sampling.steps``), else 100. ``retries`` (default 2)
     redraws a structure that has two atoms closer than 0.5 Å or hides its group at 0.1 Å.
     ``checkpoint`` is a directory or the name of a shipped one (``general-small``, the default, trained on
     Perov-5, the MP-20 sample and Carbon-24; ``perov5-small``; ``mp20-sample-small``)."""
@@ -46,7 +47,7 @@ class DiffusionGenerator(StructureGenerator):
     description = "symmetry-constrained, property-conditioned diffusion (DiffCSP++-style), shipped checkpoint"
     conditional = True
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 100, guidance: float = 1.0,
+    def __init__(self, checkpoint: str | None = None, steps: int | None = None, guidance: float = 1.0,
                  noise: float | None = None, batch_size: int = 256, retries: int = 2, device: str = "auto"):
         candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
         self.checkpoint = shipped_checkpoint(candidates[0])
@@ -56,8 +57,9 @@ class DiffusionGenerator(StructureGenerator):
                 f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
                 "train one with crystalgf train h",
             )
-        if noise is None:  # the checkpoint's own choice, else deterministic steps
-            noise = json.loads((self.checkpoint / CONFIG_FILE).read_text()).get("sampling", {}).get("noise", 0.0)
+        stored = json.loads((self.checkpoint / CONFIG_FILE).read_text()).get("sampling", {})
+        noise = stored.get("noise", 0.0) if noise is None else noise  # the checkpoint's choice, else deterministic
+        steps = stored.get("steps", 100) if steps is None else steps
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
                                               ("steps", steps, 1, True), ("batch_size", batch_size, 1, True),
                                               ("retries", retries, 0, True)):
@@ -128,6 +130,6 @@ class UnconditionedDiffusionGenerator(DiffusionGenerator):
     description = "the diffusion H without property conditioning (DiffCSP++ setting)"
     conditional = False
 
-    def __init__(self, checkpoint: str | None = None, steps: int = 100, noise: float | None = None,
+    def __init__(self, checkpoint: str | None = None, steps: int | None = None, noise: float | None = None,
                  batch_size: int = 256, retries: int = 2, device: str = "auto"):
         super().__init__(checkpoint, steps, 1.0, noise, batch_size, retries, device)
