@@ -66,7 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--test", type=Path, nargs="+", default=TEST_SETS)
     parser.add_argument("--h", nargs="+", default=["diffusion", "diffusion-unconditioned", "pyxtal"])
-    parser.add_argument("--steps", type=int, nargs="+", default=[100], help="sampling steps of the diffusion H")
+    parser.add_argument("--steps", type=int, nargs="+", default=[None],
+                        help="sampling steps of the diffusion H (default: the checkpoint's own, else 100)")
     parser.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0],
                         help="sampling noise levels of the diffusion H (0: deterministic steps, 1: DiffCSP++)")
     parser.add_argument("--checkpoint", default=None, help="checkpoint directory or shipped name for every test set")
@@ -83,7 +84,7 @@ def main() -> None:
                   args.limit, args.seed, args.note, args.retries)
 
 
-def benchmark(registry, test: Path, generators: list[str], steps: list[int], noises: list[float], checkpoint: str | None,
+def benchmark(registry, test: Path, generators: list[str], steps: list[int | None], noises: list[float], checkpoint: str | None,
               limit: int | None, seed: int, note: str = "", retries: int = 0) -> None:
     """Every H on one test set; the JSON is rewritten after each H, the table at the end."""
     entries, pairs = true_pairs(test, limit)
@@ -103,6 +104,8 @@ def benchmark(registry, test: Path, generators: list[str], steps: list[int], noi
     runs += [(name, {}) for name in generators if not name.startswith("diffusion")]
     for name, options in runs:
         generator = registry.create("h", name, **options)
+        if "steps" in options:  # as resolved from the checkpoint where not given
+            options = {**options, "steps": generator.steps}
         started = time.perf_counter()
         generated = generator.generate([c for _, c in pairs], [seed + i for i in range(len(pairs))])
         seconds = time.perf_counter() - started

@@ -72,12 +72,13 @@ def train_model(data: Path, output: Path, preset: str, minutes: float, batch_siz
     print(f"{output}: {epochs} epochs in {seconds:.0f} s")
 
 
-def sample_tests(checkpoint: Path, test: Path, output: Path, steps: int, conditioned: bool, noise: float | None,
+def sample_tests(checkpoint: Path, test: Path, output: Path, steps: int | None, conditioned: bool, noise: float | None,
                  seed: int, guidance: float = 1.0) -> None:
     """Sample every crystal of a test set in one batch; write k, f, the time and the settings."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config = load_checkpoint(checkpoint, device)
     noise = config.get("sampling", {}).get("noise", 0.0) if noise is None else noise
+    steps = config.get("sampling", {}).get("steps", 100) if steps is None else steps
     inputs = torch.load(test, weights_only=True)
     batch = inputs["batch"]
     if not conditioned:
@@ -207,7 +208,7 @@ def main() -> None:
     step.add_argument("checkpoint", type=Path)
     step.add_argument("test", type=Path)
     step.add_argument("-o", "--output", type=Path, required=True)
-    step.add_argument("--steps", type=int, default=100)
+    step.add_argument("--steps", type=int, default=None, help="default: the checkpoint's own, else 100")
     step.add_argument("--unconditioned", action="store_true")
     step.add_argument("--noise", type=float, default=None, help="default: the checkpoint's own, else 0")
     step.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance (conditioned only)")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The diffusion H held to DiffCSP++'s training budget on Perov-5 (434 s on one H100; benchmarks/README.md,
 # row 2c), on a machine with torch and a GPU but no structure libraries. Trains the small preset alone on
-# Perov-5 val until the epoch in which MINUTES have passed (default 7.15, i.e. at most about 430 s), then
+# Perov-5 val until the epoch in which MINUTES of training have passed (default 7.15 = 429 s; with its
+# setup the run of 2026-11-27 took 434.6 s, DiffCSP++'s whole training took 434 s), then
 # samples the whole Perov-5 test set in one batch: conditioned at each GUIDANCE (default 1), unconditioned,
 # and conditioned at the first GUIDANCE with 1,000 steps. Inputs come from
 # `python benchmarks/diffusion_gpu.py prepare`; the checkpoint (without its training state) and the samples

@@ -89,7 +89,7 @@ def _csp_label(row: dict, report: dict) -> str:
     checkpoint = report["checkpoint"]["path"]
     trained = checkpoint if checkpoint == "general-small" else "test set's own training split"
     retries = f", {options['retries']} redraws" if options.get("retries") else ""
-    steps = f", {options['steps']} steps" if options.get("steps", 100) != 100 else ""
+    steps = f", {options['steps']} steps" if options.get("steps") else ""
     return f"{row['h']} ({trained}, sampling noise {options['noise']:g}{steps}{retries})"
 
 

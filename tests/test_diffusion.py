@@ -121,8 +121,14 @@ def test_factorised_edge_mlp_equals_the_mlp_of_the_concatenation(constraints_csv
     h = torch.randn(len(batch["atom_crystal"]), config.hidden)
     fourier = torch.randn(edges.shape[1], 6 * config.fourier)
     lattice = torch.randn(len(batch["atom_crystal"]), 6)
+    h.requires_grad_(True)
     expected = layer.edge(torch.cat([h[edges[1]], h[edges[0]], fourier, lattice[edges[1]]], dim=-1))
-    assert torch.allclose(layer.messages(h, edges, fourier, lattice), expected, atol=1e-5)
+    found = layer.messages(h, edges, fourier, lattice)
+    assert torch.allclose(found, expected, atol=1e-5)
+    weight = torch.randn_like(expected)  # training: the same gradients
+    expected_grads = torch.autograd.grad((expected * weight).sum(), [h, layer.edge[0].weight])
+    found_grads = torch.autograd.grad((found * weight).sum(), [h, layer.edge[0].weight])
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(found_grads, expected_grads))
     with torch.no_grad():  # the in-place path of sampling
         assert torch.allclose(layer.messages(h, edges, fourier, lattice), expected, atol=1e-5)
 

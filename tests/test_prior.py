@@ -119,6 +119,12 @@ def test_forest_sums_a_reduced_formula_over_its_cell_sizes(registry):
                    for z, cell in zip(range(1, 5), cells))
     assert math.exp(marginal[group]) == pytest.approx(expected)
     assert all(sum(c.counts.values()) <= 20 and c.counts["Ba"] * 3 == c.counts["O"] for c in answer)
+    # with the group given, the cell size comes from the same sum, whatever else is in the batch
+    given = request.model_copy(update={"space_group": group})
+    alone = generator.generate([given], 3, 0)[0]
+    assert generator.generate([request, given], 3, 0)[1] == alone
+    best = max(sizes[group], key=sizes[group].get)
+    assert any(c.counts["Ba"] == best for c in alone)
 
 
 def test_substitution_carries_ratios_over_in_electronegativity_order():

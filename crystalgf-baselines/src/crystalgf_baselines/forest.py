@@ -19,7 +19,7 @@ of the same kind over the ratios of known compounds (amounts in order of electro
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -39,7 +39,7 @@ KINDS = ("elements", "formula", "cell")
 """What a query tells of the composition: the element set, the reduced formula, or the exact cell."""
 TARGETS = ("space_group", "ratio", "formula_units")
 """What a forest predicts: the space group, the reduced ratio (:func:`ratio_label`), or the number of
-formula units in the cell."""
+formula units in the cell (meant for reduced formulas)."""
 _UNIFORM_Z_SHARE = 0.05
 """Share of a uniform distribution over the feasible cell sizes in P(Z | formula), so that a size the
 forest never predicts stays possible."""
@@ -54,6 +54,7 @@ def ratio_label(counts: Mapping[str, int]) -> str:
 
 
 def _label(counts: Mapping[str, int], group: int, target: str) -> int | str:
+    """What a forest of ``target`` learns from a crystal of these cell counts and space group."""
     if target == "space_group":
         return group
     return ratio_label(counts) if target == "ratio" else reduce_counts(dict(counts))[1]
@@ -73,7 +74,8 @@ def forest_features(counts: Mapping[str, int], kind: str, values: Sequence[float
 
 
 class CrystalForest:
-    """Random forests over known crystals: ``log_probabilities`` of each space group (or ratio) they saw."""
+    """Random forests over known crystals: ``log_probabilities`` of each space group (or ratio, or number
+    of formula units) they saw."""
 
     def __init__(self, crystals: Sequence[tuple[str, float | None, float | None, int]], trees: int = 300,
                  seed: int = 0):
@@ -135,10 +137,10 @@ class ForestGenerator(PriorGenerator):
         self._cell_sizes: dict[tuple, dict[int, dict[int, float]]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        queries = list(dict.fromkeys(_query(r) for r in requests if not r.space_group))
-        direct = [q for q in queries if q[1] != "formula"]
+        direct = list(dict.fromkeys(_query(r) for r in requests if not r.space_group and _query(r)[1] != "formula"))
         self._learned = dict(zip(direct, self.forest.log_probabilities([_plain(q) for q in direct])))
-        self._learn_over_cell_sizes([q for q in queries if q[1] == "formula"])
+        # reduced formulas also where the group is given (the LLM G's stage 2): the same cell sizes as without it
+        self._learn_over_cell_sizes(list(dict.fromkeys(_query(r) for r in requests if _query(r)[1] == "formula")))
         # ratios also where the group is given (the LLM G's stage 2): the same ratios as without it
         sets = list(dict.fromkeys(_query(r) for r in requests if r.formula is None))
         self._learned_ratios = dict(zip(sets, self.forest.log_probabilities([_plain(q) for q in sets], "ratio")))
@@ -156,16 +158,14 @@ class ForestGenerator(PriorGenerator):
         return found[:self.compositions_per_request] or super()._request_ratios(request)
 
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:
-        query = _query(request)
-        if query not in self._learned:  # a request with its space group given: the forest is not needed
+        if request.space_group is not None:  # the group is given: the forest's ranking is not needed
             return super()._group_scores(ratio, request)
-        return self._mixed_scores(query, stoichiometry_pattern(ratio), len(ratio))
+        return self._mixed_scores(_query(request), stoichiometry_pattern(ratio), len(ratio))
 
     def _formula_units_score(self, group: int, formula_units: int, request: GenerationRequest) -> float:
-        query = _query(request)
-        if request.exact_cell and query in self._learned:
+        if request.exact_cell and request.space_group is None:
             return 0.0  # the forest has read the number of formula units
-        posterior = self._cell_sizes.get(query, {}).get(group)
+        posterior = self._cell_sizes.get(_query(request), {}).get(group)
         if posterior is not None:
             return posterior.get(formula_units, _FLOOR)
         return super()._formula_units_score(group, formula_units, request)
@@ -201,7 +201,8 @@ class ForestGenerator(PriorGenerator):
         return {g: math.log(p) if p > 0 else -math.inf for g, p in mixed.items()}
 
 
-def _log_sum_exp(values) -> float:
+def _log_sum_exp(values: Iterable[float]) -> float:
+    """log(sum(exp(v))) of finite values, without overflow."""
     values = list(values)
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))

@@ -83,7 +83,8 @@ class Layer(nn.Module):
         self.attention = nn.MultiheadAttention(h, config.heads, batch_first=True)
         self.attention_norm = nn.LayerNorm(h)
 
-    def forward(self, h, edges, edge_features, atom_lattice, atom_crystal, atom_counts, tokens):
+    def forward(self, h: torch.Tensor, edges: torch.Tensor, edge_features: torch.Tensor, atom_lattice: torch.Tensor,
+                atom_crystal: torch.Tensor, atom_counts: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         messages = self.messages(h, edges, edge_features, atom_lattice)
         aggregated = torch.zeros_like(h).index_add_(0, edges[1], messages) / atom_counts[atom_crystal, None]
         h = self.norm(h + self.node(torch.cat([h, aggregated], dim=-1)))
@@ -99,10 +100,12 @@ class Layer(nn.Module):
         done in place: the same numbers as on the concatenation, far fewer operations."""
         source, target = edges
         first, second, width = self.edge[0], self.edge[2], h.shape[1]
-        fourier = width * 2 + edge_features.shape[1]
-        pre = edge_features @ first.weight[:, 2 * width:fourier].T
+        lattice_start = 2 * width + edge_features.shape[1]  # first column of the lattice part
+        if lattice_start + atom_lattice.shape[1] != first.in_features:
+            raise ValueError(f"edge inputs of {lattice_start + atom_lattice.shape[1]} columns, the layer takes {first.in_features}")
+        pre = edge_features @ first.weight[:, 2 * width:lattice_start].T
         per_target = torch.addmm(torch.addmm(first.bias, h, first.weight[:, :width].T), atom_lattice,
-                                 first.weight[:, fourier:].T)
+                                 first.weight[:, lattice_start:].T)
         pre += per_target.index_select(0, target)
         pre += (h @ first.weight[:, width:2 * width].T).index_select(0, source)
         in_place = not torch.is_grad_enabled()
