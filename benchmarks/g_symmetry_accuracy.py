@@ -109,6 +109,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.reduced_formula:  # element sets have no cell to reduce
         args.modes = [mode for mode in args.modes if INPUT_MODES[mode][0] == "formula"]
+        if not args.modes:
+            raise InvalidInputError("--reduced-formula needs a formula mode (--modes formula+band_gap ...)")
     entries = held_out_entries(args.data, args.limit)
     registry = PluginRegistry.discover()
     RESULTS.mkdir(exist_ok=True)
