@@ -26,7 +26,7 @@ import torch
 
 from crystalgf.manifest import now, package_versions, sha256_file
 from crystalgf_diffusion.batch import select, to_device
-from crystalgf_diffusion.checkpoint import load_checkpoint
+from crystalgf_diffusion.checkpoint import load_checkpoint, sampling_settings
 from crystalgf_diffusion.diffusion import prepare, sample
 from crystalgf_diffusion.model import DenoiserConfig
 from crystalgf_diffusion.train import TrainingSettings, train
@@ -77,8 +77,7 @@ def sample_tests(checkpoint: Path, test: Path, output: Path, steps: int | None, 
     """Sample every crystal of a test set in one batch; write k, f, the time and the settings."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model, config = load_checkpoint(checkpoint, device)
-    noise = config.get("sampling", {}).get("noise", 0.0) if noise is None else noise
-    steps = config.get("sampling", {}).get("steps", 100) if steps is None else steps
+    noise, steps = sampling_settings(config, noise, steps)
     inputs = torch.load(test, weights_only=True)
     batch = inputs["batch"]
     if not conditioned:

@@ -137,10 +137,11 @@ class ForestGenerator(PriorGenerator):
         self._cell_sizes: dict[tuple, dict[int, dict[int, float]]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        direct = list(dict.fromkeys(_query(r) for r in requests if not r.space_group and _query(r)[1] != "formula"))
+        asked = [(request, _query(request)) for request in requests]
+        direct = list(dict.fromkeys(q for r, q in asked if not r.space_group and q[1] != "formula"))
         self._learned = dict(zip(direct, self.forest.log_probabilities([_plain(q) for q in direct])))
         # reduced formulas also where the group is given (the LLM G's stage 2): the same cell sizes as without it
-        self._learn_over_cell_sizes(list(dict.fromkeys(_query(r) for r in requests if _query(r)[1] == "formula")))
+        self._learn_over_cell_sizes(list(dict.fromkeys(q for _, q in asked if q[1] == "formula")))
         # ratios also where the group is given (the LLM G's stage 2): the same ratios as without it
         sets = list(dict.fromkeys(_query(r) for r in requests if r.formula is None))
         self._learned_ratios = dict(zip(sets, self.forest.log_probabilities([_plain(q) for q in sets], "ratio")))

@@ -25,6 +25,14 @@ def save_checkpoint(directory: Path, model: Denoiser, record: dict[str, Any]) ->
     write_json(directory / CONFIG_FILE, {"model": model.config.to_dict(), **record})
 
 
+def sampling_settings(config: dict[str, Any], noise: float | None = None,
+                      steps: int | None = None) -> tuple[float, int]:
+    """Sampling noise and steps: those given, else the checkpoint's own choice (``sampling`` in its
+    config), else deterministic steps (noise 0) and 100 steps."""
+    stored = config.get("sampling", {})
+    return (stored.get("noise", 0.0) if noise is None else noise), (stored.get("steps", 100) if steps is None else steps)
+
+
 def load_checkpoint(directory: Path, device: str = "cpu") -> tuple[Denoiser, dict[str, Any]]:
     """The model (in eval mode) and the config record of a checkpoint directory."""
     config = json.loads((directory / CONFIG_FILE).read_text())

@@ -18,7 +18,7 @@ from crystalgf.schema import Constraint
 from crystalgf.symmetry.detect import detect_space_group
 from crystalgf.validity import structure_valid
 from crystalgf_diffusion.batch import to_device
-from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint
+from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, sampling_settings
 from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
 
@@ -57,9 +57,7 @@ class DiffusionGenerator(StructureGenerator):
                 f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
                 "train one with crystalgf train h",
             )
-        stored = json.loads((self.checkpoint / CONFIG_FILE).read_text()).get("sampling", {})
-        noise = stored.get("noise", 0.0) if noise is None else noise  # the checkpoint's choice, else deterministic
-        steps = stored.get("steps", 100) if steps is None else steps
+        noise, steps = sampling_settings(json.loads((self.checkpoint / CONFIG_FILE).read_text()), noise, steps)
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
                                               ("steps", steps, 1, True), ("batch_size", batch_size, 1, True),
                                               ("retries", retries, 0, True)):
