@@ -9,7 +9,7 @@ from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
 from crystalgf.pipeline import propose_constraints
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import GenerationRequest, PropertyTarget
-from crystalgf_baselines.forest import ratio_label
+from crystalgf_baselines.substitution import ratio_label
 from crystalgf_baselines.prior import PACKAGED_TABLE
 from crystalgf_baselines.prior_table import PriorTable, fit_prior
 from crystalgf_baselines.substitution import SubstitutionRatios
@@ -98,13 +98,13 @@ def test_forest_reads_the_target_property_and_is_normalised(registry):
 
 
 def test_forest_sums_a_reduced_formula_over_its_cell_sizes(registry):
-    from crystalgf_baselines.forest import _query
+    from crystalgf_baselines.forest import ForestQuery
 
     generator = registry.create("g", "forest")
     target = {"band_gap": PropertyTarget(name="band_gap", value=3.0)}
     request = GenerationRequest(formula="BaTiO3", properties=target, max_atoms=20)
     [answer] = generator.generate([request], 3, 0)
-    query = _query(request)
+    query = ForestQuery.of(request)
     marginal, sizes = generator._learned[query], generator._cell_sizes[query]
     assert sum(math.exp(v) for v in marginal.values()) == pytest.approx(1.0)
     assert all(sum(math.exp(v) for v in by_size.values()) == pytest.approx(1.0) for by_size in sizes.values())

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from sklearn.ensemble import RandomForestClassifier
@@ -31,7 +32,7 @@ from crystalgf.schema import Constraint, GenerationRequest
 
 from crystalgf_baselines.features import composition_features
 from crystalgf_baselines.prior import PriorGenerator
-from crystalgf_baselines.substitution import by_electronegativity
+from crystalgf_baselines.substitution import ratio_from_label, ratio_label
 
 PROPERTIES = ("band_gap", "formation_energy_per_atom")
 """Properties the forest can read, in the order of its inputs (and of the table's crystal rows)."""
@@ -45,12 +46,6 @@ _UNIFORM_Z_SHARE = 0.05
 forest never predicts stays possible."""
 _FLOOR = math.log(1e-6)
 """log-score of a cell size whose cell the cell forest gives no probability for a group."""
-
-
-def ratio_label(counts: Mapping[str, int]) -> str:
-    """The reduced ratio of a composition, amounts in order of electronegativity: ``1-1-2`` for LiFeO2."""
-    ratio = reduce_counts(dict(counts))[0]
-    return "-".join(str(ratio[element]) for element in by_electronegativity(list(ratio)))
 
 
 def _label(counts: Mapping[str, int], group: int, target: str) -> int | str:
@@ -71,6 +66,33 @@ def forest_features(counts: Mapping[str, int], kind: str, values: Sequence[float
     if kind == "cell":
         shape += [formula_units, formula_units * atoms]
     return np.concatenate([composition_features(ratio), shape, values])
+
+
+class ForestQuery(NamedTuple):
+    """What the forest is asked for one request (hashable): composition items (an element set: count 1
+    each), composition kind (:data:`KINDS`), target properties, and for a reduced formula the most atoms
+    per cell (which bounds its cell sizes)."""
+
+    composition: tuple[tuple[str, int], ...]
+    kind: str
+    properties: tuple[tuple[str, float], ...]
+    max_atoms: int | None
+
+    @classmethod
+    def of(cls, request: GenerationRequest) -> ForestQuery:
+        """The query of a request (its space group, if given, plays no part)."""
+        if request.formula is None:
+            composition, kind = tuple((element, 1) for element in sorted(request.elements or ())), "elements"
+        elif request.exact_cell:
+            composition, kind = tuple(sorted(request.counts.items())), "cell"
+        else:
+            composition, kind = tuple(sorted(reduce_counts(request.counts)[0].items())), "formula"
+        properties = tuple(sorted((name, target.center) for name, target in request.properties.items()))
+        return cls(composition, kind, properties, request.max_atoms if kind == "formula" else None)
+
+    def plain(self) -> tuple[dict[str, int], str, dict[str, float]]:
+        """The (counts, kind, properties) form that :meth:`CrystalForest.log_probabilities` reads."""
+        return dict(self.composition), self.kind, dict(self.properties)
 
 
 class CrystalForest:
@@ -137,48 +159,48 @@ class ForestGenerator(PriorGenerator):
         self._cell_sizes: dict[tuple, dict[int, dict[int, float]]] = {}
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
-        asked = [(request, _query(request)) for request in requests]
-        direct = list(dict.fromkeys(q for r, q in asked if not r.space_group and q[1] != "formula"))
-        self._learned = dict(zip(direct, self.forest.log_probabilities([_plain(q) for q in direct])))
+        asked = [(request, ForestQuery.of(request)) for request in requests]
+        direct = list(dict.fromkeys(q for r, q in asked if not r.space_group and q.kind != "formula"))
+        self._learned = dict(zip(direct, self.forest.log_probabilities([q.plain() for q in direct])))
         # reduced formulas also where the group is given (the LLM G's stage 2): the same cell sizes as without it
-        self._learn_over_cell_sizes(list(dict.fromkeys(q for _, q in asked if q[1] == "formula")))
+        self._learn_over_cell_sizes(list(dict.fromkeys(q for _, q in asked if q.kind == "formula")))
         # ratios also where the group is given (the LLM G's stage 2): the same ratios as without it
-        sets = list(dict.fromkeys(_query(r) for r in requests if r.formula is None))
-        self._learned_ratios = dict(zip(sets, self.forest.log_probabilities([_plain(q) for q in sets], "ratio")))
+        sets = list(dict.fromkeys(q for _, q in asked if q.kind == "elements"))
+        self._learned_ratios = dict(zip(sets, self.forest.log_probabilities([q.plain() for q in sets], "ratio")))
         return super().generate(requests, top_k, seed)
 
     def _request_ratios(self, request: GenerationRequest) -> list[tuple[dict[str, int], float]]:
         """The forest's most probable ratios of the element set (the prior's where it knows none)."""
-        learned = self._learned_ratios.get(_query(request), {})
-        ordered = by_electronegativity(list(request.elements or ()))
+        learned = self._learned_ratios.get(ForestQuery.of(request), {})
         found = []
         for label, log_p in sorted(learned.items(), key=lambda item: (-item[1], item[0])):
-            amounts = [int(a) for a in label.split("-")]
-            if len(amounts) == len(ordered) and sum(amounts) <= request.max_atoms:
-                found.append((dict(zip(ordered, amounts)), log_p))
+            ratio = ratio_from_label(label, request.elements or ())
+            if ratio is not None and sum(ratio.values()) <= request.max_atoms:
+                found.append((ratio, log_p))
         return found[:self.compositions_per_request] or super()._request_ratios(request)
 
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:
         if request.space_group is not None:  # the group is given: the forest's ranking is not needed
             return super()._group_scores(ratio, request)
-        return self._mixed_scores(_query(request), stoichiometry_pattern(ratio), len(ratio))
+        return self._mixed_scores(ForestQuery.of(request), stoichiometry_pattern(ratio), len(ratio))
 
     def _formula_units_score(self, group: int, formula_units: int, request: GenerationRequest) -> float:
         if request.exact_cell and request.space_group is None:
             return 0.0  # the forest has read the number of formula units
-        posterior = self._cell_sizes.get(_query(request), {}).get(group)
+        posterior = self._cell_sizes.get(ForestQuery.of(request), {}).get(group)
         if posterior is not None:
             return posterior.get(formula_units, _FLOOR)
         return super()._formula_units_score(group, formula_units, request)
 
-    def _learn_over_cell_sizes(self, queries: Sequence[tuple]) -> None:
+    def _learn_over_cell_sizes(self, queries: Sequence[ForestQuery]) -> None:
         """For reduced formulas: log P(group | formula) = log sum over Z of P(Z | formula) P(group | cell
         of Z formula units) into ``_learned``, and log P(Z | group, formula) into ``_cell_sizes``."""
         self._cell_sizes = {}
-        sizes = {q: range(1, q[3] // sum(dict(q[0]).values()) + 1) for q in queries}
-        predicted = self.forest.log_probabilities([_plain(q) for q in queries], "formula_units")
+        sizes = {q: range(1, q.max_atoms // sum(dict(q.composition).values()) + 1) for q in queries}
+        predicted = self.forest.log_probabilities([q.plain() for q in queries], "formula_units")
         by_cell = iter(self.forest.log_probabilities([
-            ({element: n * z for element, n in q[0]}, "cell", dict(q[2])) for q in queries for z in sizes[q]]))
+            ({element: n * z for element, n in q.composition}, "cell", dict(q.properties))
+            for q in queries for z in sizes[q]]))
         for query, size_scores in zip(queries, predicted):
             feasible = {z: math.exp(size_scores.get(z, -math.inf)) for z in sizes[query]}
             total = sum(feasible.values())  # the forest's P(Z) given that the cell fits
@@ -194,7 +216,7 @@ class ForestGenerator(PriorGenerator):
                                        for group, by_size in joint.items()}
 
     @lru_cache(maxsize=4096)
-    def _mixed_scores(self, query: tuple, pattern: str, element_count: int) -> dict[int, float]:
+    def _mixed_scores(self, query: ForestQuery, pattern: str, element_count: int) -> dict[int, float]:
         learned = self._learned[query]
         prior = self._pattern_scores(pattern, element_count)
         mixed = {g: (1 - self.prior_share) * math.exp(learned.get(g, -math.inf)) + self.prior_share * math.exp(s)
@@ -207,21 +229,3 @@ def _log_sum_exp(values: Iterable[float]) -> float:
     values = list(values)
     top = max(values)
     return top + math.log(sum(math.exp(v - top) for v in values))
-
-
-def _plain(query: tuple) -> tuple[dict[str, int], str, dict[str, float]]:
-    key, kind, properties, _ = query
-    return dict(key), kind, dict(properties)
-
-
-def _query(request: GenerationRequest) -> tuple[tuple, str, tuple[tuple[str, float], ...], int | None]:
-    """Hashable forest query of a request: composition items (an element set: count 1 each), kind,
-    properties, and for a reduced formula the most atoms per cell (which bounds its cell sizes)."""
-    if request.formula is None:
-        key, kind = tuple((element, 1) for element in sorted(request.elements or ())), "elements"
-    elif request.exact_cell:
-        key, kind = tuple(sorted(request.counts.items())), "cell"
-    else:
-        key, kind = tuple(sorted(reduce_counts(request.counts)[0].items())), "formula"
-    return key, kind, tuple(sorted((name, t.center) for name, t in request.properties.items())), \
-        request.max_atoms if kind == "formula" else None

@@ -24,6 +24,19 @@ def by_electronegativity(elements: Sequence[str]) -> list[str]:
     return sorted(elements, key=lambda element: (element_features(element)[2], element))
 
 
+def ratio_label(counts: Mapping[str, int]) -> str:
+    """The reduced ratio of a composition, amounts in order of electronegativity: ``1-1-2`` for LiFeO2."""
+    ratio = reduce_counts(dict(counts))[0]
+    return "-".join(str(ratio[element]) for element in by_electronegativity(list(ratio)))
+
+
+def ratio_from_label(label: str, elements: Sequence[str]) -> dict[str, int] | None:
+    """The ratio of ``elements`` that a :func:`ratio_label` names (``None`` if the numbers of elements differ)."""
+    amounts = [int(amount) for amount in label.split("-")]
+    ordered = by_electronegativity(list(elements))
+    return dict(zip(ordered, amounts)) if len(amounts) == len(ordered) else None
+
+
 def _descriptor(elements: Sequence[str]) -> np.ndarray:
     return np.concatenate([element_features(element) for element in elements])
 
