@@ -10,8 +10,21 @@ def test_parse_formula_keeps_order_and_sums_repeats():
     assert parse_formula("OSrTiO2") == {"O": 3, "Sr": 1, "Ti": 1}
 
 
+def test_parse_formula_reads_groups_as_pymatgen_writes_them():
+    from pymatgen.core import Composition
+
+    for text in ("Ca(OH)2", "Gd(SiOs)2", "Ba3[Co(CN)6]2", "Li2Fe(SO4)2"):
+        assert parse_formula(text) == {e.symbol: int(n) for e, n in Composition(text).items()}
+    assert list(parse_formula("Ca(OH)2")) == ["Ca", "O", "H"]
+
+
 @pytest.mark.parametrize("text, phrase", [
     ("Sr(Ti", "malformed formula"),
+    ("Sr)Ti", "malformed formula"),
+    ("Ca(OH]2", "malformed formula"),
+    ("Ca()2", "malformed formula"),
+    ("2CaO", "malformed formula"),
+    ("Ca(OH)0", "count 0"),
     ("", "malformed formula"),
     ("sro3", "malformed formula"),
     ("Sr0O", "count 0"),

@@ -116,7 +116,7 @@ option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML run config; flags override it.")
 @option_g
 @option_h
-@click.option("--formula", help="Composition ratio, e.g. SrTiO3 (G chooses formula units per cell).")
+@click.option("--formula", help="Composition ratio, e.g. SrTiO3 or Ca(OH)2 (G chooses formula units per cell).")
 @click.option("--elements", help="Element set, e.g. Sr-Ti-O (G chooses the ratio).")
 @click.option("--band-gap", help="Target band gap in eV: a value (1.5) or an interval (1.5:2.0).")
 @click.option("--formation-energy", help="Target formation energy in eV/atom: a value or an interval.")

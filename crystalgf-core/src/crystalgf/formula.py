@@ -10,29 +10,59 @@ from pymatgen.core.periodic_table import Element
 
 from crystalgf.errors import InvalidInputError
 
-_TOKEN = re.compile(r"([A-Z][a-z]?)(\d*)")
-_WHOLE = re.compile(r"(?:[A-Z][a-z]?\d*)+")
+_TOKEN = re.compile(r"[A-Z][a-z]?|[()\[\]]|\d+")
+_CLOSING = {"(": ")", "[": "]"}
 
 
 def parse_formula(formula: str) -> dict[str, int]:
     """Element -> count, in order of first appearance (``"Sr1Ti1O3"`` -> ``{"Sr": 1, "Ti": 1, "O": 3}``).
 
-    Only element symbols with optional positive integer counts are accepted; a repeated
-    element is summed. Raises :class:`InvalidInputError` naming the problem.
+    Element symbols with optional positive integer counts, and groups in parentheses or brackets with
+    a count (``"Ca(OH)2"``, pymatgen's ``"Gd(SiOs)2"``); a repeated element is summed. Raises
+    :class:`InvalidInputError` naming the problem.
     """
     text = formula.replace(" ", "")
-    if not text or not _WHOLE.fullmatch(text):
-        raise InvalidInputError(
-            f"malformed formula {formula!r}: expected element symbols with integer counts, e.g. SrTiO3"
-        )
+    tokens = _TOKEN.findall(text)
+    malformed = InvalidInputError(
+        f"malformed formula {formula!r}: expected element symbols with integer counts, e.g. SrTiO3 or Ca(OH)2"
+    )
+    if not text or "".join(tokens) != text:
+        raise malformed
+    position = 0
+
+    def count() -> int:
+        nonlocal position
+        if position < len(tokens) and tokens[position].isdigit():
+            position += 1
+            return int(tokens[position - 1])
+        return 1
+
+    def group(closing: str | None) -> list[tuple[str, int]]:
+        nonlocal position
+        items: list[tuple[str, int]] = []
+        while position < len(tokens) and tokens[position] != closing:
+            token = tokens[position]
+            position += 1
+            if token in _CLOSING:
+                inner = group(_CLOSING[token])
+                position += 1  # the closing bracket
+                times = count()
+                items += [(symbol, n * times) for symbol, n in inner]
+            elif token[0].isupper():
+                if not Element.is_valid_symbol(token) or token in {"D", "T"}:
+                    raise InvalidInputError(f"unknown element {token!r} in formula {formula!r}")
+                items.append((token, count()))
+            else:
+                raise malformed
+        if position == len(tokens) and closing is not None or not items:
+            raise malformed
+        return items
+
     counts: dict[str, int] = {}
-    for symbol, digits in _TOKEN.findall(text):
-        if not Element.is_valid_symbol(symbol) or symbol in {"D", "T"}:
-            raise InvalidInputError(f"unknown element {symbol!r} in formula {formula!r}")
-        count = int(digits) if digits else 1
-        if count == 0:
+    for symbol, n in group(None):
+        if n == 0:
             raise InvalidInputError(f"malformed formula {formula!r}: element {symbol} has count 0")
-        counts[symbol] = counts.get(symbol, 0) + count
+        counts[symbol] = counts.get(symbol, 0) + n
     return counts
 
 
