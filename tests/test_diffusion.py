@@ -344,12 +344,25 @@ def test_training_stops_at_its_time_limit_after_a_whole_epoch(data_dir, tmp_path
     assert load_checkpoint(tmp_path / "ckpt")[1]["epochs"] == 1
 
 
-@pytest.mark.parametrize("device, message", [("gpu0", "not a torch device"), ("meta", "only cpu and cuda")])
-def test_train_rejects_a_device_it_cannot_use(data_dir, tmp_path, device, message):
+@pytest.mark.parametrize("kind, device", [("h", "gpu0"), ("h", "meta"), ("g", "tpu")])
+def test_train_rejects_a_device_it_cannot_use(data_dir, tmp_path, kind, device):
     from click.testing import CliRunner
 
     from crystalgf.cli import main
 
-    result = CliRunner().invoke(main, ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"),
-                                       "--device", device, "-o", str(tmp_path / "ckpt")])
-    assert result.exit_code == 2 and message in result.stderr and not (tmp_path / "ckpt").exists()
+    data = data_dir / ("perov_5/val.csv" if kind == "h" else "crystalgf_constraints/constraints.csv")
+    result = CliRunner().invoke(main, ["train", kind, "--data", str(data), "--device", device, "-o", str(tmp_path / "ckpt")])
+    assert result.exit_code == 2 and result.stderr == f"error: device {device!r} is not one of cpu, cuda, cuda:N, auto\n"
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_train_checks_every_input_before_writing(data_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from crystalgf.cli import main
+
+    (tmp_path / "val.csv").write_text("material_id,formula\n1,NaCl\n")
+    result = CliRunner().invoke(main, ["train", "h", "--data", str(data_dir / "perov_5" / "val.csv"), "--limit", "4",
+                                       "--validation", str(tmp_path / "val.csv"), "-o", str(tmp_path / "ckpt")])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and "missing column(s) cif" in result.stderr
+    assert not (tmp_path / "ckpt").exists()

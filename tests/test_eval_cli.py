@@ -83,6 +83,10 @@ def test_bad_items_are_counted_and_skipped(run_dir, tmp_path):
     ("empty-dir", "has no results.jsonl"),
     ("bad-reference", "missing column(s) cif"),
     ("missing-input", "no such file or directory"),
+    ("missing-vasp", "nowhere: no such directory"),
+    ("missing-references", "refs.json.gz: no such file"),
+    ("bad-relaxer-option", "relaxer chgnet: steps must be an integer >= 0 (got -1)"),
+    ("unknown-property", "--predictor colour=…: unknown property"),
 ])
 def test_bad_evaluate_input(run_dir, tmp_path, setup, phrase):
     args = ["--input", run_dir]
@@ -92,10 +96,22 @@ def test_bad_evaluate_input(run_dir, tmp_path, setup, phrase):
     elif setup == "bad-reference":
         (tmp_path / "ref.csv").write_text("material_id,formula\n1,NaCl\n")
         args += ["--reference", tmp_path / "ref.csv"]
-    else:
+    elif setup == "missing-input":
         args = ["--input", tmp_path / "nope"]
-    result = invoke("evaluate", *args, "-o", tmp_path / "out")
+    else:
+        args += {"missing-vasp": ["--vasp", tmp_path / "nowhere"],
+                 "missing-references": ["--elemental-references", tmp_path / "refs.json.gz"],
+                 "bad-relaxer-option": ["--relaxer-option", "steps=-1"],
+                 "unknown-property": ["--predictor", "colour=megnet-eform"]}[setup]
+    result = invoke("evaluate", *args, "--metrics", "validity", "-o", tmp_path / "out")
     assert result.exit_code == 2 and phrase in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_constrain_output_line_must_be_an_object(constraints_csv, tmp_path):
+    (tmp_path / "c.jsonl").write_text("[1, 2, 3]\n")
+    result = invoke("evaluate", "--input", tmp_path / "c.jsonl", "--reference", constraints_csv, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "c.jsonl line 1: not a constrain output line" in result.stderr
 
 
 def test_symmetry_accuracy_of_a_g(constraints_csv, tmp_path):

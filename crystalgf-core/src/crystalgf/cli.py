@@ -9,12 +9,14 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import click
+from click.exceptions import NoArgsIsHelpError
 from rich.console import Console
 from rich.table import Table
 
@@ -49,6 +51,35 @@ class _Cli(click.Group):
         except CrystalGFError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(2)
+        except OSError as error:  # an output that cannot be written, an input that cannot be read
+            click.echo(f"error: {error.filename or 'file'}: {error.strerror or error}", err=True)
+            ctx.exit(2)
+        except UnicodeDecodeError as error:
+            click.echo(f"error: an input file is not UTF-8 text ({error.reason})", err=True)
+            ctx.exit(2)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Click's usage errors (a bad option value, a missing argument) in one line too."""
+        # pymatgen's notice on noble gases, which have no Pauling electronegativity, is not the user's concern
+        warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except NoArgsIsHelpError as error:
+            error.show()
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx else "crystalgf"
+            click.echo(f"error: {error.format_message()} (see {command} --help)", err=True)
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            click.echo(f"error: {error.format_message()}", err=True)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Cli)
@@ -121,7 +152,7 @@ option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non
 @click.option("--band-gap", help="Target band gap in eV: a value (1.5) or an interval (1.5:2.0).")
 @click.option("--formation-energy", help="Target formation energy in eV/atom: a value or an interval.")
 @click.option("--space-group", type=int, help="Fix the space group (1-230); G chooses only the Wyckoff sites.")
-@click.option("--max-atoms", type=int, help="Most atoms per conventional cell [default: 20].")
+@click.option("--max-atoms", type=int, help="Most atoms per conventional cell, up to 200 [default: 20].")
 @click.option("--exact-cell", is_flag=True, default=None, help="Take the formula as the exact cell content.")
 @click.option("-n", "n", type=int, help="Number of structures [default: 1].")
 @click.option("--top-k", type=int, help="Ranked constraints to use, structures spread over them [default: 1].")

@@ -6,6 +6,7 @@ Readers skip unreadable rows and report them (row id, reason) instead of failing
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import math
 import warnings
@@ -24,11 +25,19 @@ PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
 """Source columns of each property, first present wins (``ind_gap``/``heat_ref`` are Perov-5's)."""
 
 
-def open_csv(path: Path, required: tuple[str, ...]) -> csv.DictReader:
-    """A DictReader over ``path`` after checking that the columns in ``required`` exist."""
+def read_text(path: Path) -> str:
+    """The whole text of an input file; a missing or non-UTF-8 file is an input error."""
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
-    reader = csv.DictReader(path.open(newline="", encoding="utf-8"))
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidInputError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})") from None
+
+
+def open_csv(path: Path, required: tuple[str, ...]) -> csv.DictReader:
+    """A DictReader over ``path`` after checking that the columns in ``required`` exist."""
+    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
     missing = [column for column in required if column not in (reader.fieldnames or [])]
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {', '.join(missing)}")

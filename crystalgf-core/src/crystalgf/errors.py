@@ -5,6 +5,7 @@ The CLI turns every :class:`CrystalGFError` into ``error: <message>`` on stderr 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +27,18 @@ def check_number(owner: str, name: str, value: object, minimum: float, *, intege
         bound = f"{'>' if strict else '>='} {minimum}"
         raise InvalidInputError(f"{owner}: {name} must be {'an integer' if integer else 'a number'} {bound} "
                                 f"(got {value!r})")
+
+
+def check_device(name: str, gpu_available: bool) -> str:
+    """The compute device a ``--device`` option names: ``auto`` (a GPU where one is available, else the
+    CPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a GPU where there is none, is an input error."""
+    if name == "auto":
+        return "cuda" if gpu_available else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise InvalidInputError(f"device {name!r} is not one of cpu, cuda, cuda:N, auto")
+    if name.startswith("cuda") and not gpu_available:
+        raise InvalidInputError(f"device {name}: torch sees no GPU here (use cpu or auto)")
+    return name
 
 
 class NoWyckoffAssignmentError(InvalidInputError):

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from crystalgf.datasets import open_csv
+from crystalgf.datasets import open_csv, read_text
 from crystalgf.errors import CrystalGFError, InvalidInputError
 from crystalgf.schema import PROPERTY_UNITS, Constraint, GenerationRequest, PropertyTarget
 
 Skipped = list[tuple[str, str]]
+_YES, _NO = {"1", "true", "yes"}, {"", "0", "false", "no"}
 
 
 def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
@@ -23,7 +24,9 @@ def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
     }
     space_group = (row.get("space_group") or "").strip()
     max_atoms = (row.get("max_atoms") or "").strip()
-    exact_cell = (row.get("exact_cell") or "").strip().lower() in {"1", "true", "yes"}
+    exact_cell = (row.get("exact_cell") or "").strip().lower()
+    if exact_cell not in _YES | _NO:
+        raise InvalidInputError(f"exact_cell must be true or false (got {row['exact_cell']!r})")
     try:
         extra = {
             **({"space_group": int(space_group)} if space_group else {}),
@@ -36,7 +39,7 @@ def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
         "formula": (row.get("formula") or "").strip() or None,
         "elements": (row.get("elements") or "").strip() or None,
         "properties": properties,
-        "exact_cell": exact_cell,
+        "exact_cell": exact_cell in _YES,
         **extra,
     })
 
@@ -52,6 +55,9 @@ def read_requests(path: Path, skip_invalid: bool = False) -> tuple[list[Generati
     skipped: Skipped = []
     for line, row in enumerate(reader, start=2):
         try:
+            if None in row:
+                raise InvalidInputError(f"{len(reader.fieldnames or []) + len(row[None])} fields, the header has "
+                                        f"{len(reader.fieldnames or [])}")
             requests.append(request_from_row(row, default_id=f"row{line - 1}"))
         except CrystalGFError as error:
             if not skip_invalid:
@@ -66,19 +72,19 @@ def read_constraints(path: Path, skip_invalid: bool = False) -> tuple[list[tuple
 
     The optional ``id`` and ``rank`` keys name the item (``<id>-r<rank>``); without them the line number does.
     """
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: no such file")
     items: list[tuple[str, Constraint]] = []
     skipped: Skipped = []
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line, text in enumerate(read_text(path).splitlines(), start=1):
         if not text.strip():
             continue
         try:
             data = json.loads(text)
             if not isinstance(data, dict):
                 raise InvalidInputError("expected a JSON object")
-            item_id = str(data.pop("id", f"line{line}"))
-            rank = data.pop("rank", None)
+            item_id, rank = data.pop("id", f"line{line}"), data.pop("rank", None)
+            if not isinstance(item_id, (str, int)) or not (rank is None or isinstance(rank, int)):
+                raise InvalidInputError("id must be a string or an integer, rank an integer")
+            item_id = str(item_id)
             items.append((item_id if rank is None else f"{item_id}-r{rank}", Constraint.from_dict(data)))
         except (json.JSONDecodeError, CrystalGFError) as error:
             reason = f"not valid JSON ({error.msg})" if isinstance(error, json.JSONDecodeError) else str(error)

@@ -147,6 +147,10 @@ def _normalise_formula(formula: str) -> str:
     return format_formula(parse_formula(formula))
 
 
+MAX_CELL_ATOMS = 200
+"""Most atoms in a conventional cell that a request or constraint may ask for (the shipped generators
+learned from cells of at most 24 atoms; larger searches and samplings take very long)."""
+
 Targets = Annotated[dict[str, PropertyTarget], AfterValidator(_check_properties)]
 """Property name -> target, the name repeated in each target."""
 
@@ -188,8 +192,8 @@ class GenerationRequest(_Record):
             raise InvalidInputError("a request needs exactly one of a formula or an element set")
         if self.exact_cell and self.formula is None:
             raise InvalidInputError("exact_cell needs a formula, not an element set")
-        if self.max_atoms < 1:
-            raise InvalidInputError(f"max_atoms must be at least 1 (got {self.max_atoms})")
+        if not 1 <= self.max_atoms <= MAX_CELL_ATOMS:
+            raise InvalidInputError(f"max_atoms must be from 1 to {MAX_CELL_ATOMS} (got {self.max_atoms})")
         if self.formula is not None and sum(self.counts.values()) > self.max_atoms:
             raise InvalidInputError(
                 f"formula {self.formula} has {sum(self.counts.values())} atoms, more than max_atoms={self.max_atoms}"
@@ -262,6 +266,9 @@ class Constraint(_Record):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
+        atoms = sum(self.counts.values())
+        if atoms > MAX_CELL_ATOMS:
+            raise InvalidInputError(f"cell {self.cell_formula} has {atoms} atoms, more than {MAX_CELL_ATOMS}")
         check_wyckoff_assignment(self.counts, self.space_group, self.wyckoff_sites)
         return self
 

@@ -6,17 +6,15 @@ from pathlib import Path
 
 import click
 import torch
-from rich.console import Console
-from crystalgf.progress import progress_bar
 
-from crystalgf.errors import InvalidInputError
+from crystalgf.datasets import StructureTable, open_csv
+from crystalgf.errors import InvalidInputError, check_device
 from crystalgf.output import check_output_directory
+from crystalgf.progress import progress_bar
 from crystalgf_diffusion.data import collate
 from crystalgf_diffusion.dataset import PROPERTY_CHOICES, load_samples
 from crystalgf_diffusion.model import DenoiserConfig
 from crystalgf_diffusion.train import TrainingSettings, train
-
-stderr = Console(stderr=True)
 
 
 @click.command("h")
@@ -31,7 +29,7 @@ stderr = Console(stderr=True)
 @click.option("--batch-size", default=256, show_default=True, type=click.IntRange(min=1))
 @click.option("--patience", type=click.IntRange(min=1),
               help="Stop after N epochs without a lower validation loss (needs --validation).")
-@click.option("--limit", type=int, help="Use only the first N rows of each CSV (smoke runs).")
+@click.option("--limit", type=click.IntRange(min=1), help="Use only the first N rows of each CSV (smoke runs).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
               help="Stop after the epoch during which this much training time has passed.")
 @click.option("--device", default="auto", show_default=True,
@@ -44,12 +42,11 @@ def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, 
             output: Path, resume: bool) -> None:
     """Train the diffusion structure generator; the EMA weights are written to OUTPUT once a minute and
     after the last epoch (with --validation: whenever the validation loss reaches a new low)."""
-    device = resolve_device(device)
+    device = check_device(device, torch.cuda.is_available())
     if patience and not validation:
         raise InvalidInputError("--patience needs --validation (it watches the validation loss)")
     for path in (*data, *([validation] if validation else [])):
-        if not path.is_file():
-            raise InvalidInputError(f"{path}: no such file")
+        open_csv(path, StructureTable.required)  # every input readable before anything is written
     if not resume:
         check_output_directory(output, overwrite=False)
     elif not (output / "train_state.pt").is_file():
@@ -74,18 +71,3 @@ def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, 
               on_epoch=lambda epoch, entry: progress.update(
                   task, completed=epoch, description=f"training (loss {entry['train_loss']:.3f})"))
     click.echo(f"checkpoint: {output} ({len(train_set)} crystals, {failed} unusable rows)")
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> cuda where torch sees a GPU, else cpu; a named device must exist (one-line error otherwise)."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise InvalidInputError(f"--device {name!r}: not a torch device (cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"--device {name}: torch sees no GPU here (use cpu or auto)")
-    if device.type not in ("cpu", "cuda"):
-        raise InvalidInputError(f"--device {name}: only cpu and cuda are supported")
-    return name

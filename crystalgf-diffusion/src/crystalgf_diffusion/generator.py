@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from crystalgf.errors import MissingWeightsError, check_number
+from crystalgf.errors import MissingWeightsError, check_device, check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 from crystalgf.symmetry.detect import detect_space_group
@@ -64,7 +64,7 @@ class DiffusionGenerator(StructureGenerator):
             check_number(f"H {self.name}", name, value, minimum, integer=integer)
         self.steps, self.guidance, self.noise, self.batch_size = steps, guidance, noise, batch_size
         self.retries = retries
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        self.device = check_device(device, torch.cuda.is_available())
 
     @cached_property
     def _model(self):

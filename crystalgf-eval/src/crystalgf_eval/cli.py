@@ -17,6 +17,7 @@ from crystalgf.errors import InvalidInputError, UnknownPluginError
 from crystalgf.manifest import new_manifest, now, write_json
 from crystalgf.output import check_output_directory
 from crystalgf.plugins import PluginRegistry
+from crystalgf.schema import PROPERTY_UNITS
 from crystalgf_eval.batch import add_reference, load_input, load_run
 from crystalgf_eval.dft import export_vasp_inputs, read_vasp_results
 from crystalgf_eval.references import load_elemental_references, locate
@@ -62,6 +63,12 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
         raise InvalidInputError(f"{input_path}: no such file or directory")
     if reference is not None and not reference.is_file():
         raise InvalidInputError(f"{reference}: no such file")
+    if elemental_references and not Path(elemental_references).is_file():
+        raise InvalidInputError(f"{elemental_references}: no such file")
+    if vasp_dir is not None:
+        if not vasp_dir.is_dir():
+            raise InvalidInputError(f"{vasp_dir}: no such directory")
+        reference_energies = {el: e.energy_per_atom for el, e in load_elemental_references(locate(elemental_references)).items()}
     check_output_directory(output, overwrite)
     registry = PluginRegistry.discover()
     header = {"input": str(input_path), "reference": str(reference) if reference else None, "date": now()}
@@ -81,6 +88,9 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
         skipped += add_reference(batch, reference, reference_limit)
     names = [m.strip() for m in metrics.split(",")] if metrics else registry.names("evaluator")
     chosen = {**DEFAULT_PREDICTORS, **(parse_options(predictors) or {})}
+    for prop in chosen:
+        if prop not in PROPERTY_UNITS:
+            raise InvalidInputError(f"--predictor {prop}=…: unknown property (choose from {', '.join(PROPERTY_UNITS)})")
     known = set(registry.names("predictor"))
     for name in chosen.values():
         if name not in known and name not in DEFAULT_PREDICTORS.values():
@@ -96,8 +106,7 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
     factories = {prop: (lambda name=name: registry.create("predictor", name, **options.get(name, {})))
                  for prop, name in chosen.items() if name in known}
     relax_settings = parse_options(relaxer_options) or {}
-    registry.get("relaxer", relaxer)  # an unknown relaxer is an error, not a silent skip
-    relaxer_factory = lambda: registry.create("relaxer", relaxer, **relax_settings)  # noqa: E731
+    chosen_relaxer = registry.create("relaxer", relaxer, **relax_settings)  # bad names and options fail here
     settings_key = hashlib.sha256(json.dumps([relaxer, relax_settings, chosen, options], sort_keys=True,
                                              default=str).encode()).hexdigest()[:12]
     output.mkdir(parents=True, exist_ok=True)
@@ -107,11 +116,10 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
     write_json(output / "manifest.json", manifest)
     progress = progress_bar()
     with progress:
-        services = CachedServices(output / "cache", factories, relaxer_factory, progress, settings_key)
+        services = CachedServices(output / "cache", factories, lambda: chosen_relaxer, progress, settings_key)
         report = evaluate_batch(batch, evaluators, services, output, {**header, "skipped": len(skipped)})
     if vasp_dir is not None:
-        energies = {el: e.energy_per_atom for el, e in load_elemental_references(locate(elemental_references)).items()}
-        report["dft"] = read_vasp_results(vasp_dir, energies)
+        report["dft"] = read_vasp_results(vasp_dir, reference_energies)
         write_json(output / "report.json", report)
     write_json(output / "manifest.json", {**manifest, "status": "complete", "finished": now()})
     for name, result in report["metrics"].items():

@@ -15,6 +15,7 @@ from ase.optimize import FIRE
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
+from crystalgf.errors import check_number
 from crystalgf.interfaces import Relaxation, Relaxer
 
 
@@ -29,6 +30,9 @@ class ChgnetRelaxer(Relaxer):
     description = "CHGNet potential (packaged weights), FIRE relaxation of cell and positions, symmetry kept"
 
     def __init__(self, fmax: float = 0.1, steps: int = 300, symprec: float = 0.01, device: str = "cpu"):
+        check_number("relaxer chgnet", "fmax", fmax, 0, strict=True)
+        check_number("relaxer chgnet", "steps", steps, 0, integer=True)
+        check_number("relaxer chgnet", "symprec", symprec, 0, strict=True)
         self.fmax = fmax
         self.steps = steps
         self.symprec = symprec

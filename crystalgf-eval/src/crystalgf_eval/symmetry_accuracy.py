@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from crystalgf.datasets import read_text
 from crystalgf.errors import InvalidInputError
 from crystalgf.schema import INPUT_MODES, Constraint, GenerationRequest, PropertyTarget
 from crystalgf.symmetry import equivalent_letter_maps
@@ -76,13 +77,13 @@ class SymmetryAccuracy:
 def top_proposals(path: Path) -> dict[str, Constraint]:
     """The best-ranked constraint per id of a ``crystalgf constrain`` output."""
     best: dict[str, tuple[int, Constraint]] = {}
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line, text in enumerate(read_text(path).splitlines(), start=1):
         if not text.strip():
             continue
         try:
             data = json.loads(text)
             item_id, rank = str(data.pop("id")), int(data.pop("rank", 1))
-        except (json.JSONDecodeError, KeyError, ValueError, AttributeError):
+        except (json.JSONDecodeError, KeyError, ValueError, AttributeError, TypeError):
             raise InvalidInputError(f"{path} line {line}: not a constrain output line (needs JSON with id)") from None
         constraint = Constraint.from_dict(data)
         if item_id not in best or rank < best[item_id][0]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from crystalgf.errors import InvalidInputError
+from crystalgf.errors import InvalidInputError, check_device
 from crystalgf.manifest import sha256_file
 from crystalgf.output import check_output_directory
 from crystalgf.progress import progress_bar
@@ -84,9 +84,12 @@ def g_data(data, dataset, split, modes, tasks, language, neighbours, output) -> 
 def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batch_size, learning_rate, rank,
             limit, device, dtype, seed, output, resume, stop_after) -> None:
     """LoRA-fine-tune G's language model on the training split (both tasks, one adapter)."""
+    import torch
+
     from crystalgf_llm.backbones import load_base_model
     from crystalgf_llm.train import STATE_FILE, LoraSettings, train_adapter
 
+    device = check_device(device, torch.cuda.is_available())
     if resume and not (output / STATE_FILE).is_file():
         raise InvalidInputError(f"{output} holds no training state to resume")
     if not resume:

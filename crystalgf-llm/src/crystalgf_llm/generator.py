@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError, check_number
+from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError, check_device, check_number
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest
@@ -96,9 +96,11 @@ class LLMConstraintGenerator(ConstraintGenerator):
 
             self.scorer = VLLMScorer(BACKBONES[self.name], weights, self.adapter_dir)
         else:  # loaded when first needed: the tuned fusion may answer without the model
+            import torch
+
             BACKBONES[self.name].locate(weights)
             resolve_dtype(dtype)
-            self._model_options = (weights, device, dtype, batch_size)
+            self._model_options = (weights, check_device(device, torch.cuda.is_available()), dtype, batch_size)
 
     @cached_property
     def scorer(self):
