@@ -4,11 +4,11 @@
 
 The forest G's space-group ranking for an exact cell (the method's formula mode) is measured by 5-fold
 cross-validation on the training side of ``constraints.csv`` (the held-out formulas are never read),
-folds grouped by reduced formula, with the MP-20 sample's training-side crystals added to every
-training fold as ``fit_prior.py --structures`` does. The forest is the G's own (300 trees, seed 0, the
-features of ``crystalgf_baselines.forest.forest_features``); only groups in which the cell has a Wyckoff
-assignment are ranked. Each signal is mixed in as ``(1 - a) P_forest + a P_signal`` for several ``a``,
-or appended to the forest's inputs:
+folds grouped by reduced formula; the MP-20 sample's training-side crystals join every training fold
+that does not hold out their formula, as ``fit_prior.py --structures`` adds them to the G's table. The forest is set up as the forest G's (300
+trees, seed 0, the inputs of ``crystalgf_baselines.forest.forest_features``) but is not mixed with the
+prior; only groups in which the cell has a Wyckoff assignment are ranked. Each signal is mixed in as
+``(1 - a) P_forest + a P_signal`` for several ``a``, or appended to the forest's inputs:
 
 - ``substitution analogues``: known crystals with the same multiset of cell counts vote for their
   group, weighted by the geometric mean over elements (best count-preserving element mapping) of the
@@ -238,9 +238,11 @@ def main() -> None:
               "versions": package_versions(), "results": results}
     lines = ["# Extra signals for the forest G's space group (exact cells)", "",
              f"{report['date']}, {report['hardware']}, seed 0. {FOLDS}-fold cross-validation grouped by reduced formula "
-             f"over the {len(rows)} training-side rows of constraints.csv (+ {len(extra)} MP-20 sample crystals in every "
-             "training fold); top-1 / top-3 space-group accuracy (%) among groups the cell fits. How each signal is "
-             f"built: the docstring of benchmarks/g_forest_signals.py. One standard error of a top-1 share: {error:.1f} points.", "",
+             f"over the {len(rows)} training-side rows of constraints.csv (+ {len(extra)} MP-20 sample crystals in each "
+             "training fold that does not hold out their formula); top-1 / top-3 space-group accuracy (%) among groups the cell fits. "
+             f"How each signal is built: the docstring of benchmarks/g_forest_signals.py. One standard error of a "
+             f"single top-1 share: {error:.1f} points (differences between variants, measured on the same rows, "
+             "are more precise).", "",
              "| variant | " + " | ".join(PROPERTIES) + " |", "|---|" + "---|" * len(PROPERTIES)]
     for label, by_mode in results.items():
         lines.append(f"| {label} | " + " | ".join(f"{by_mode[m]['top1']:.1f} / {by_mode[m]['top3']:.1f}" for m in PROPERTIES) + " |")

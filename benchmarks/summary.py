@@ -9,9 +9,9 @@ a test checks that the two agree, so the README cannot drift from ``benchmarks/r
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -127,7 +127,9 @@ def summary() -> str:
 
 
 if __name__ == "__main__":
-    if "--readme" in sys.argv[1:]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", action="store_true", help="replace the tables in README.md instead of printing them")
+    if parser.parse_args().readme:
         README.write_text(BLOCK.sub(lambda m: m.group(1) + summary() + "\n" + m.group(2), README.read_text()))
     else:
         print(summary())

@@ -352,7 +352,7 @@ def test_train_rejects_a_device_it_cannot_use(data_dir, tmp_path, kind, device):
 
     data = data_dir / ("perov_5/val.csv" if kind == "h" else "crystalgf_constraints/constraints.csv")
     result = CliRunner().invoke(main, ["train", kind, "--data", str(data), "--device", device, "-o", str(tmp_path / "ckpt")])
-    assert result.exit_code == 2 and result.stderr == f"error: device {device!r} is not one of cpu, cuda, cuda:N, auto\n"
+    assert result.exit_code == 2 and result.stderr == f"error: device {device!r} is not one of cpu, cuda, cuda:N, mps, auto\n"
     assert not (tmp_path / "ckpt").exists()
 
 

@@ -25,6 +25,7 @@ def test_parse_formula_reads_groups_as_pymatgen_writes_them():
     ("Ca()2", "malformed formula"),
     ("2CaO", "malformed formula"),
     ("Ca(OH)0", "count 0"),
+    ("(" * 1000 + "Ca" + ")" * 1000, "nested more than 5 deep"),
     ("", "malformed formula"),
     ("sro3", "malformed formula"),
     ("Sr0O", "count 0"),

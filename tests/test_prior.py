@@ -9,10 +9,9 @@ from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
 from crystalgf.pipeline import propose_constraints
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import GenerationRequest, PropertyTarget
-from crystalgf_baselines.substitution import ratio_label
 from crystalgf_baselines.prior import PACKAGED_TABLE
 from crystalgf_baselines.prior_table import PriorTable, fit_prior
-from crystalgf_baselines.substitution import SubstitutionRatios
+from crystalgf_baselines.substitution import SubstitutionRatios, ratio_label
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,9 @@ from crystalgf.plugins import KINDS, PluginRegistry, RegisteredPlugin
 from crystalgf.schema import Constraint, PluginVersion
 from crystalgf.symmetry.wyckoff import space_group_symbol
 
+# pymatgen's notice on noble gases, which have no Pauling electronegativity, is not the user's concern
+warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
+
 _WIDTH = None if sys.stdout.isatty() else 160
 stdout = Console(width=_WIDTH)
 stderr = Console(stderr=True, width=_WIDTH)
@@ -45,23 +48,24 @@ class _Cli(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         return super().get_command(ctx, name) or _registry().commands.get(name)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: click.Context) -> None:
+        """Run the command; its return value is dropped (only ``ctx.exit`` sets the exit code)."""
         try:
-            return super().invoke(ctx)
+            super().invoke(ctx)
         except CrystalGFError as error:
             click.echo(f"error: {error}", err=True)
             ctx.exit(2)
-        except OSError as error:  # an output that cannot be written, an input that cannot be read
-            click.echo(f"error: {error.filename or 'file'}: {error.strerror or error}", err=True)
+        except OSError as error:  # a file that cannot be read or written; other OS errors are not the input's
+            if error.filename is None:
+                raise
+            click.echo(f"error: {error.filename}: {error.strerror or error}", err=True)
             ctx.exit(2)
-        except UnicodeDecodeError as error:
+        except UnicodeDecodeError as error:  # a text input (a configuration, a CIF) in another encoding
             click.echo(f"error: an input file is not UTF-8 text ({error.reason})", err=True)
             ctx.exit(2)
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         """Click's usage errors (a bad option value, a missing argument) in one line too."""
-        # pymatgen's notice on noble gases, which have no Pauling electronegativity, is not the user's concern
-        warnings.filterwarnings("ignore", message="No Pauling electronegativity", category=UserWarning)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:
@@ -70,8 +74,8 @@ class _Cli(click.Group):
             error.show()
             sys.exit(error.exit_code)
         except click.UsageError as error:
-            command = error.ctx.command_path if error.ctx else "crystalgf"
-            click.echo(f"error: {error.format_message()} (see {command} --help)", err=True)
+            hint = f" (see {error.ctx.command_path} --help)" if error.ctx else ""
+            click.echo(f"error: {error.format_message().rstrip('.')}{hint}", err=True)
             sys.exit(error.exit_code)
         except click.ClickException as error:
             click.echo(f"error: {error.format_message()}", err=True)

@@ -6,10 +6,10 @@ Readers skip unreadable rows and report them (row id, reason) instead of failing
 from __future__ import annotations
 
 import csv
-import io
 import hashlib
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from pymatgen.core import Structure
@@ -27,21 +27,27 @@ PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
 
 def read_text(path: Path) -> str:
     """The whole text of an input file; a missing or non-UTF-8 file is an input error."""
-    if not path.is_file():
-        raise InvalidInputError(f"{path}: no such file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidInputError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})") from None
+    return "".join(_lines(path))
 
 
 def open_csv(path: Path, required: tuple[str, ...]) -> csv.DictReader:
-    """A DictReader over ``path`` after checking that the columns in ``required`` exist."""
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+    """A DictReader streaming ``path`` after checking that the columns in ``required`` exist; text that
+    is not UTF-8 is an input error when it is reached."""
+    reader = csv.DictReader(_lines(path))
     missing = [column for column in required if column not in (reader.fieldnames or [])]
     if missing:
         raise InvalidInputError(f"{path}: missing column(s) {', '.join(missing)}")
     return reader
+
+
+def _lines(path: Path) -> Iterator[str]:
+    if not path.is_file():
+        raise InvalidInputError(f"{path}: no such file")
+    with path.open(encoding="utf-8", newline="") as handle:
+        try:
+            yield from handle
+        except UnicodeDecodeError as error:
+            raise InvalidInputError(f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x})") from None
 
 
 def _properties(row: dict[str, str]) -> dict[str, float]:

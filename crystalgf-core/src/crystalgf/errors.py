@@ -29,15 +29,16 @@ def check_number(owner: str, name: str, value: object, minimum: float, *, intege
                                 f"(got {value!r})")
 
 
-def check_device(name: str, gpu_available: bool) -> str:
-    """The compute device a ``--device`` option names: ``auto`` (a GPU where one is available, else the
-    CPU), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or a GPU where there is none, is an input error."""
+def check_device(name: str, cuda: bool, mps: bool = False) -> str:
+    """The compute device a ``device`` option names: ``auto`` (a CUDA GPU where there is one, else the
+    CPU), ``cpu``, ``cuda``, ``cuda:N`` or, where the caller supports Apple GPUs, ``mps``; ``cuda`` and
+    ``mps`` say whether torch sees such a device. Anything else is an input error."""
     if name == "auto":
-        return "cuda" if gpu_available else "cpu"
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise InvalidInputError(f"device {name!r} is not one of cpu, cuda, cuda:N, auto")
-    if name.startswith("cuda") and not gpu_available:
-        raise InvalidInputError(f"device {name}: torch sees no GPU here (use cpu or auto)")
+        return "cuda" if cuda else "cpu"
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps", name):
+        raise InvalidInputError(f"device {name!r} is not one of cpu, cuda, cuda:N, mps, auto")
+    if name.startswith("cuda") and not cuda or name == "mps" and not mps:
+        raise InvalidInputError(f"device {name}: torch sees no such GPU here (use cpu or auto)")
     return name
 
 

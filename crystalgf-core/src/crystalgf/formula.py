@@ -12,6 +12,7 @@ from crystalgf.errors import InvalidInputError
 
 _TOKEN = re.compile(r"[A-Z][a-z]?|[()\[\]]|\d+")
 _CLOSING = {"(": ")", "[": "]"}
+_MAX_NESTING = 5
 
 
 def parse_formula(formula: str) -> dict[str, int]:
@@ -37,14 +38,16 @@ def parse_formula(formula: str) -> dict[str, int]:
             return int(tokens[position - 1])
         return 1
 
-    def group(closing: str | None) -> list[tuple[str, int]]:
+    def group(closing: str | None, depth: int) -> list[tuple[str, int]]:
         nonlocal position
+        if depth > _MAX_NESTING:
+            raise InvalidInputError(f"malformed formula {formula!r}: groups nested more than {_MAX_NESTING} deep")
         items: list[tuple[str, int]] = []
         while position < len(tokens) and tokens[position] != closing:
             token = tokens[position]
             position += 1
             if token in _CLOSING:
-                inner = group(_CLOSING[token])
+                inner = group(_CLOSING[token], depth + 1)
                 position += 1  # the closing bracket
                 times = count()
                 items += [(symbol, n * times) for symbol, n in inner]
@@ -59,7 +62,7 @@ def parse_formula(formula: str) -> dict[str, int]:
         return items
 
     counts: dict[str, int] = {}
-    for symbol, n in group(None):
+    for symbol, n in group(None, 0):
         if n == 0:
             raise InvalidInputError(f"malformed formula {formula!r}: element {symbol} has count 0")
         counts[symbol] = counts.get(symbol, 0) + n

@@ -55,9 +55,9 @@ def read_requests(path: Path, skip_invalid: bool = False) -> tuple[list[Generati
     skipped: Skipped = []
     for line, row in enumerate(reader, start=2):
         try:
-            if None in row:
-                raise InvalidInputError(f"{len(reader.fieldnames or []) + len(row[None])} fields, the header has "
-                                        f"{len(reader.fieldnames or [])}")
+            if any(extra.strip() for extra in row.get(None, ())):  # empty trailing fields are harmless
+                columns = len(reader.fieldnames or [])
+                raise InvalidInputError(f"{columns + len(row[None])} fields, the header has {columns}")
             requests.append(request_from_row(row, default_id=f"row{line - 1}"))
         except CrystalGFError as error:
             if not skip_invalid:

@@ -63,8 +63,8 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
         raise InvalidInputError(f"{input_path}: no such file or directory")
     if reference is not None and not reference.is_file():
         raise InvalidInputError(f"{reference}: no such file")
-    if elemental_references and not Path(elemental_references).is_file():
-        raise InvalidInputError(f"{elemental_references}: no such file")
+    if elemental_references:  # named: it must be there, whatever the metrics
+        locate(elemental_references)
     if vasp_dir is not None:
         if not vasp_dir.is_dir():
             raise InvalidInputError(f"{vasp_dir}: no such directory")

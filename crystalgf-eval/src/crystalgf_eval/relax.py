@@ -15,7 +15,7 @@ from ase.optimize import FIRE
 from pymatgen.core import Structure
 from pymatgen.io.ase import AseAtomsAdaptor
 
-from crystalgf.errors import check_number
+from crystalgf.errors import check_device, check_number
 from crystalgf.interfaces import Relaxation, Relaxer
 
 
@@ -36,7 +36,9 @@ class ChgnetRelaxer(Relaxer):
         self.fmax = fmax
         self.steps = steps
         self.symprec = symprec
-        self.device = device
+        import torch  # here, not at import: the plugin is registered by every command
+
+        self.device = check_device(device, torch.cuda.is_available(), torch.backends.mps.is_available())
 
     @cached_property
     def _model(self):

@@ -74,7 +74,8 @@ def g_data(data, dataset, split, modes, tasks, language, neighbours, output) -> 
 @click.option("--learning-rate", default=1e-4, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--rank", default=16, show_default=True, type=click.IntRange(min=1), help="LoRA rank.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N training crystals (smoke runs).")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:1 ...")
+@click.option("--device", default="cpu", show_default=True,
+              help="cpu, cuda, cuda:N, mps, or auto (a CUDA GPU where torch sees one).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
               help="Base model weights (the LoRA weights are float32); auto: bfloat16.")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -89,7 +90,7 @@ def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batc
     from crystalgf_llm.backbones import load_base_model
     from crystalgf_llm.train import STATE_FILE, LoraSettings, train_adapter
 
-    device = check_device(device, torch.cuda.is_available())
+    device = check_device(device, torch.cuda.is_available(), torch.backends.mps.is_available())
     if resume and not (output / STATE_FILE).is_file():
         raise InvalidInputError(f"{output} holds no training state to resume")
     if not resume:

@@ -100,7 +100,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
 
             BACKBONES[self.name].locate(weights)
             resolve_dtype(dtype)
-            self._model_options = (weights, check_device(device, torch.cuda.is_available()), dtype, batch_size)
+            self._model_options = (weights, check_device(device, torch.cuda.is_available(), torch.backends.mps.is_available()), dtype, batch_size)
 
     @cached_property
     def scorer(self):
