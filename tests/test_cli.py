@@ -165,7 +165,7 @@ def test_bad_constraints_name_the_line(tmp_path, line, phrase):
     good = '{"formula": "Sc2Ni6", "space_group": 194, "wyckoff": [["Sc", "2c"], ["Ni", "6h"]]}'
     path = write(tmp_path, "c.jsonl", good + "\n" + line + "\n")
     result = invoke("generate", "--input", path, "-o", tmp_path / "out")
-    assert result.exit_code == 2 and f"c.jsonl line 2: " in result.stderr and phrase in result.stderr
+    assert result.exit_code == 2 and "c.jsonl line 2: " in result.stderr and phrase in result.stderr
     assert not (tmp_path / "out").exists()
     skipping = invoke("generate", "--input", path, "-o", tmp_path / "out", "--skip-invalid")
     assert skipping.exit_code == 0 and "skipped 1 invalid row" in skipping.stderr

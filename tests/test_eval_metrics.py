@@ -1,7 +1,5 @@
 """Evaluators on real data with real libraries (pymatgen, SMACT, matminer, matgl, CHGNet)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
