@@ -107,6 +107,23 @@ def test_sun_flags_duplicates_and_known_structures(registry, services, data_dir)
     assert 0.0 <= result["summary"]["balanced_sun"] <= 1.0
 
 
+def test_chgnet_energies_share_the_mp2020_scale_of_the_elemental_references(registry, data_dir):
+    """Why the S.U.N. hull may mix CHGNet energies with MP2020-compatible elemental references: CHGNet's
+    formation energies of MP-20 oxides (anion-corrected in MP2020) match their DFT labels."""
+    from crystalgf.datasets import StructureTable
+    from crystalgf_eval.references import load_elemental_references
+
+    references = {el: e.energy_per_atom for el, e in load_elemental_references(
+        data_dir / "mp_reference" / "2023-02-07-mp-elemental-reference-entries.json.gz").items()}
+    rows = StructureTable().read(data_dir / "mp_20_sample" / "val.csv").entries
+    oxides = [e for e in rows if "O" in e.structure.composition][:10]
+    static = registry.create("relaxer", "chgnet", steps=0).relax([e.structure for e in oxides], fix_symmetry=False)
+    errors = [abs(r.energy_per_atom - sum(references[el.symbol] * x for el, x in
+                                          r.structure.composition.fractional_composition.items())
+                  - e.properties["formation_energy_per_atom"]) for e, r in zip(oxides, static)]
+    assert len(errors) == 10 and float(np.mean(errors)) < 0.05
+
+
 def test_wyckoff_accuracy_definition():
     true = Constraint.from_dict({"formula": "Sc2Ni6", "space_group": 194, "wyckoff": "Sc[2c] Ni[6h]"})
     half = Constraint.from_dict({"formula": "Sc2Ni6", "space_group": 194, "wyckoff": "Sc[2a] Ni[6h]"})
