@@ -63,12 +63,12 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
         raise InvalidInputError(f"{input_path}: no such file or directory")
     if reference is not None and not reference.is_file():
         raise InvalidInputError(f"{reference}: no such file")
-    if elemental_references:  # named: it must be there, whatever the metrics
-        locate(elemental_references)
+    if vasp_dir is not None and not vasp_dir.is_dir():
+        raise InvalidInputError(f"{vasp_dir}: no such directory")
+    if elemental_references or vasp_dir is not None:  # named or needed: it must be there before anything is written
+        references_file = locate(elemental_references)
     if vasp_dir is not None:
-        if not vasp_dir.is_dir():
-            raise InvalidInputError(f"{vasp_dir}: no such directory")
-        reference_energies = {el: e.energy_per_atom for el, e in load_elemental_references(locate(elemental_references)).items()}
+        reference_energies = {el: e.energy_per_atom for el, e in load_elemental_references(references_file).items()}
     check_output_directory(output, overwrite)
     registry = PluginRegistry.discover()
     header = {"input": str(input_path), "reference": str(reference) if reference else None, "date": now()}
