@@ -33,12 +33,17 @@ def held_out_entries(path: Path = CONSTRAINTS, limit: int | None = None) -> list
 
 def top1(generator, requests, seed: int) -> list:
     """Top-1 constraint per request (None where G failed); a failing batch is retried one by one."""
+    return [found[0] if found else None for found in top_k(generator, requests, 1, seed)]
+
+
+def top_k(generator, requests, k: int, seed: int) -> list[list]:
+    """G's first ``k`` constraints per request ([] where G failed); a failing batch is retried one by one."""
     try:
-        return [found[0] for found in generator.generate(requests, 1, seed)]
+        return generator.generate(requests, k, seed)
     except CrystalGFError:
         if len(requests) == 1:
-            return [None]
-        return [item for request in requests for item in top1(generator, [request], seed)]
+            return [[]]
+        return [item for request in requests for item in top_k(generator, [request], k, seed)]
 
 
 def hardware() -> str:

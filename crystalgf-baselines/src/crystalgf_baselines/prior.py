@@ -2,8 +2,8 @@
 
 For a formula, candidate space groups are ranked by their frequency among training crystals of
 the same stoichiometry pattern (e.g. ABC3), backed off to crystals with the same number of
-elements and to all crystals; within a group, the number of formula units and the Wyckoff
-sites are chosen by how often they occur in that group. Element sets first get candidate
+elements and to all crystals; within a group, the number of formula units is chosen by how often it occurs in that group and the
+Wyckoff sites by the joint model of whole assignments (:mod:`crystalgf_baselines.wyckoff_model`). Element sets first get candidate
 ratios: those of analogous known compounds (:mod:`crystalgf_baselines.substitution`), then
 frequent stoichiometry patterns that are charge balanced.
 """
@@ -23,10 +23,17 @@ from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.schema import Constraint, GenerationRequest
-from crystalgf.symmetry import iter_wyckoff_assignments, realizes_space_group, space_group_symbol
+from crystalgf.symmetry import realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
 from crystalgf_baselines.substitution import SubstitutionRatios
+from crystalgf_baselines.wyckoff_model import (
+    DEFAULT_WEIGHTS,
+    PATTERNS_ENVIRONMENT_VARIABLE,
+    WyckoffModel,
+    packaged_patterns_file,
+    read_pattern_counts,
+)
 
 PACKAGED_TABLE = Path(__file__).parent / "data" / "prior.json"
 TABLE_ENVIRONMENT_VARIABLE = "CRYSTALGF_PRIOR_TABLE"
@@ -43,7 +50,7 @@ class PriorGenerator(ConstraintGenerator):
     description = "space-group frequency by stoichiometry pattern, then a frequent valid Wyckoff assignment"
 
     def __init__(self, table: str | None = None, groups_per_request: int = 6, assignments_per_group: int = 40,
-                 compositions_per_request: int = 3, per_group: int | None = None):
+                 compositions_per_request: int = 3, per_group: int | None = None, patterns: str | None = None):
         candidates = [Path(p) for p in (table, os.environ.get(TABLE_ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_TABLE]
         self.table_path = candidates[0]
         if not self.table_path.is_file():
@@ -53,13 +60,17 @@ class PriorGenerator(ConstraintGenerator):
                 "python crystalgf-baselines/scripts/fit_prior.py --data constraints.csv",
             )
         self.prior = PriorTable.load(self.table_path)
+        self.patterns_path = next((Path(p) for p in (patterns, os.environ.get(PATTERNS_ENVIRONMENT_VARIABLE)) if p),
+                                  packaged_patterns_file())
+        self.wyckoff_model = WyckoffModel(self.prior.known_crystals(), read_pattern_counts(self.patterns_path),
+                                          self.prior.wyckoff_weights or DEFAULT_WEIGHTS)
         self.groups_per_request = groups_per_request
         self.assignments_per_group = assignments_per_group
         self.compositions_per_request = compositions_per_request
         self.per_group = per_group
 
     def weights_files(self) -> list[Path]:
-        return [self.table_path]
+        return [self.table_path, self.patterns_path]
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
         return [self._rank(request, top_k) for request in requests]
@@ -105,9 +116,8 @@ class PriorGenerator(ConstraintGenerator):
             preference = self.prior.letter_preference(group)
             for counts in cells:
                 score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
-                for sites in iter_wyckoff_assignments(counts, group, preference=preference,
-                                                      limit=self.assignments_per_group):
-                    options.append((score, sum(self._log_p_letter(group, s.letter) for s in sites), counts, sites))
+                for site_score, sites in self.wyckoff_model.rank(counts, group, preference)[:self.assignments_per_group]:
+                    options.append((score, site_score, counts, sites))
             options.sort(key=lambda item: (-item[0], -item[1]))
             # the symmetry check (spglib) is the expensive part: only as far down the order as needed
             in_group = [(score, site_score, Constraint(formula=format_formula(counts), space_group=group, wyckoff=sites,
@@ -147,11 +157,6 @@ class PriorGenerator(ConstraintGenerator):
     def _log_p_formula_units(self, group: int, z: int) -> float:
         observed = self.prior.formula_units_by_space_group.get(group, {})
         return math.log((observed.get(z, 0) + 1.0 / z) / (sum(observed.values()) + 1.0))
-
-    @lru_cache(maxsize=None)
-    def _log_p_letter(self, group: int, letter: str) -> float:
-        observed = self.prior.letters_by_space_group.get(group, {})
-        return math.log((observed.get(letter, 0) + 0.5) / (sum(observed.values()) + 13.0))
 
     @cached_property
     def _pattern_totals(self) -> dict[int, int]:

@@ -12,10 +12,13 @@ from typing import Any
 from pymatgen.core import Composition
 
 from crystalgf.datasets import ConstraintTable, StructureTable, holdout_split
-from crystalgf.formula import format_formula, reduce_counts, stoichiometry_pattern
+from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.manifest import sha256_file
-from crystalgf.schema import Constraint
+from crystalgf.schema import Constraint, parse_wyckoff_text
+from crystalgf.symmetry import WyckoffSite
 from crystalgf.symmetry.analysis import entry_constraint
+
+from crystalgf_baselines.wyckoff_model import WyckoffModel, fit_weights, packaged_patterns_file, read_pattern_counts
 
 
 @dataclass
@@ -31,6 +34,10 @@ class PriorTable:
     letters_by_space_group: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     patterns_by_element_count: dict[int, Counter] = field(default_factory=lambda: defaultdict(Counter))
     crystals: list[tuple[str, float | None, float | None, int]] = field(default_factory=list)
+    sites: list[str] = field(default_factory=list)
+    """Wyckoff sites of each crystal (``Sc[2c] Ni[6h]``), in the order of ``crystals``."""
+    wyckoff_weights: list[float] = field(default_factory=list)
+    """Fitted weights of the joint Wyckoff model (:mod:`crystalgf_baselines.wyckoff_model`)."""
     source: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -51,7 +58,13 @@ class PriorTable:
             values = {name: target.center for name, target in constraint.properties.items()}
             table.crystals.append((format_formula(counts), values.get("band_gap"),
                                    values.get("formation_energy_per_atom"), group))
+            table.sites.append(constraint.wyckoff_text)
         return table
+
+    def known_crystals(self) -> list[tuple[dict[str, int], int, tuple[WyckoffSite, ...]]]:
+        """(cell counts, space group, Wyckoff sites) of every crystal."""
+        return [(parse_formula(formula), group, parse_wyckoff_text(text))
+                for (formula, *_, group), text in zip(self.crystals, self.sites)]
 
     def to_json(self) -> dict[str, Any]:
         def plain(mapping: dict) -> dict:
@@ -68,6 +81,9 @@ class PriorTable:
                 continue
             if name == "crystals":
                 table.crystals = [tuple(c) for c in data.get(name, [])]
+                continue
+            if name in ("sites", "wyckoff_weights"):
+                setattr(table, name, list(data.get(name, [])))
                 continue
             value = data[name]
             if name == "space_groups":
@@ -110,7 +126,10 @@ def fit_prior(data: Path, structures: Sequence[Path] = ()) -> PriorTable:
         train += kept
         source["structures"].append({"file": path.name, "sha256": sha256_file(path),
                                      "rows": len(found.entries) + len(found.skipped), "train_rows": len(kept)})
-    return PriorTable.fit(train, source)
+    table = PriorTable.fit(train, source)
+    model = WyckoffModel(table.known_crystals(), read_pattern_counts(packaged_patterns_file()))
+    table.wyckoff_weights = list(fit_weights(model, [Composition(c.counts).reduced_formula for c in train]))
+    return table
 
 
 def _is_train(constraint: Constraint) -> bool:

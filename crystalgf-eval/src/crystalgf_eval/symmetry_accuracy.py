@@ -10,7 +10,7 @@ from pathlib import Path
 from crystalgf.datasets import read_text
 from crystalgf.errors import InvalidInputError
 from crystalgf.schema import INPUT_MODES, Constraint, GenerationRequest, PropertyTarget
-from crystalgf.symmetry import equivalent_letter_maps
+from crystalgf.symmetry import equivalent_letter_maps, same_wyckoff_sites
 
 OTHER = "other"
 
@@ -25,6 +25,13 @@ def request_for(true: Constraint, mode: str, value: float, space_group: int | No
     return GenerationRequest.from_dict({**composition, "properties": {prop: PropertyTarget(name=prop, value=value)},
                                         "space_group": space_group, "request_id": request_id,
                                         "max_atoms": max(20, sum(true.counts.values()))})
+
+
+def same_constraint(proposed: Constraint, true: Constraint) -> bool:
+    """Whether the whole constraint is exactly right: the same cell, space group and Wyckoff site of every
+    orbit, up to the group's equivalent relabellings of the letters."""
+    return (proposed.space_group == true.space_group and proposed.counts == true.counts
+            and same_wyckoff_sites(true.space_group, proposed.wyckoff_sites, true.wyckoff_sites))
 
 
 def wyckoff_accuracy(proposed: Constraint, true: Constraint) -> float:

@@ -118,6 +118,6 @@ def equivalent_letter_maps(space_group: int) -> tuple[dict[str, str], ...]:
     """Letter permutations under which Wyckoff sites describe the same structure (e.g. an origin
     shift swaps 1a and 1b in Pm-3m); from pyxtal's table of Euclidean-normalizer cosets."""
     group = pyxtal_group(space_group)
-    letters = sorted(wp.letter for wp in group.Wyckoff_positions)
+    letters = [wp.letter for wp in reversed(group.Wyckoff_positions)]  # a, b, ..., z, A: pyxtal's table order
     maps = [dict(zip(letters, row.split())) for row in group.get_alternatives()["Transformed WP"]]
     return tuple(m for m in maps if len(m) == len(letters)) or ({letter: letter for letter in letters},)
