@@ -88,11 +88,12 @@ def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batc
     import torch
 
     from crystalgf_llm.backbones import load_base_model
-    from crystalgf_llm.train import STATE_FILE, LoraSettings, train_adapter
+    from crystalgf_llm.train import STATE_FILE, LoraSettings, load_training_state, train_adapter
 
     device = check_device(device, torch.cuda.is_available(), torch.backends.mps.is_available())
     if resume and not (output / STATE_FILE).is_file():
         raise InvalidInputError(f"{output} holds no training state to resume")
+    state = load_training_state(output / STATE_FILE) if resume else None  # checked before the model loads
     if not resume:
         check_output_directory(output, overwrite=False)
     crystals = _read(data, dataset, "train")[:limit]
@@ -107,7 +108,8 @@ def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batc
     progress = progress_bar()
     with progress:
         task = progress.add_task("fine-tuning", total=None)
-        record = train_adapter(model, tokenizer, crystals, adapter, settings, output, sources, resume, stop_after,
+        record = train_adapter(model, tokenizer, crystals, adapter, settings, output, sources, state or False,
+                               stop_after,
                                on_step=lambda step, total, loss: progress.update(
                                    task, completed=step, total=total, description=f"fine-tuning (loss {loss:.3f})"))
     click.echo(f"adapter: {output} ({len(crystals)} crystals, final loss {record['epochs'][-1]['train_loss']:.3f})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from crystalgf.errors import InvalidInputError
 from crystalgf.manifest import now, package_versions
 
 from crystalgf_llm.adapter import AdapterSettings
@@ -25,6 +27,7 @@ from crystalgf_llm.retrieval import NeighbourIndex
 from crystalgf_llm.scoring import ChatFormat
 
 STATE_FILE = "train_state.pt"
+_STATE_KEYS = {"lora", "optimizer", "scheduler", "epoch", "record"}
 
 
 @dataclass
@@ -59,6 +62,32 @@ def _batches(format_: ChatFormat, prompts, batch_size: int, pad_id: int, rng: ra
         yield ids, labels, mask
 
 
+def load_training_state(path: Path) -> dict:
+    """The resumable state that :func:`train_adapter` saved at ``path``, loaded with
+    ``torch.load(weights_only=True)``: tensors and plain data only, so a crafted file cannot run code
+    (a pickle that would is refused with a one-line error, as is anything but such a state)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except pickle.UnpicklingError as error:
+        if "Weights only load failed" in str(error):
+            raise InvalidInputError(f"{path}: refused: loading it would run code (it holds objects other than "
+                                    "tensors and plain data); not a training state of `crystalgf train g`") from None
+        raise InvalidInputError(f"{path}: not a training state of `crystalgf train g` ({_first_line(error)})") from None
+    except Exception as error:  # truncated or foreign files fail in many ways inside torch.load
+        raise InvalidInputError(f"{path}: not a training state of `crystalgf train g` ({_first_line(error)})") from None
+    if not isinstance(state, dict) or not _STATE_KEYS <= set(state) or not isinstance(state["epoch"], int):
+        raise InvalidInputError(f"{path}: not a training state of `crystalgf train g` "
+                                f"(needs {', '.join(sorted(_STATE_KEYS))})")
+    return state
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def _answer_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the answer tokens; the output layer runs on those positions only."""
     base = model.get_base_model()
@@ -69,13 +98,14 @@ def _answer_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Ten
 
 
 def train_adapter(model, tokenizer, crystals: Sequence[LabelledCrystal], adapter: AdapterSettings,
-                  settings: LoraSettings, output: Path, sources: dict | None = None, resume: bool = False,
+                  settings: LoraSettings, output: Path, sources: dict | None = None, resume: bool | dict = False,
                   stop_after: int | None = None,
                   on_step: Callable[[int, int, float], None] | None = None) -> dict:
     """Fine-tune ``model`` (a base model) with LoRA; returns the training record written to OUTPUT.
 
     ``sources`` (data and weights hashes) go into the record; ``stop_after`` ends the run after that
-    epoch of the schedule (continue it with ``resume``)."""
+    epoch of the schedule (continue it with ``resume``: True loads OUTPUT's state, a dict is a state
+    already loaded with :func:`load_training_state`)."""
     from peft import LoraConfig, get_peft_model
     from transformers import get_cosine_schedule_with_warmup
 
@@ -95,7 +125,7 @@ def train_adapter(model, tokenizer, crystals: Sequence[LabelledCrystal], adapter
               "crystals": len(crystals), "epochs": []}
     first_epoch = 0
     if resume:
-        state = torch.load(output / STATE_FILE, weights_only=False)
+        state = resume if isinstance(resume, dict) else load_training_state(output / STATE_FILE)
         model.load_state_dict(state["lora"], strict=False)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -121,7 +151,7 @@ def train_adapter(model, tokenizer, crystals: Sequence[LabelledCrystal], adapter
         record["epochs"].append({"epoch": epoch + 1, "train_loss": sum(losses) / max(len(losses), 1),
                                  "examples": len(prompts)})
         record.update(finished=now(), versions=package_versions())
-        model.save_pretrained(output)
+        model.save_pretrained(output, save_embedding_layers=False)  # only q/k/v are adapted; no Hub look-up
         if index is not None:
             index.save(output / adapter.index_file)
         adapter.save(output)
