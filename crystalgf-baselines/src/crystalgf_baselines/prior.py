@@ -19,13 +19,14 @@ from pathlib import Path
 
 from pymatgen.core import Composition
 
-from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError
+from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError, check_number
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
+from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES, ReferenceStructures
 from crystalgf_baselines.substitution import SubstitutionRatios
 from crystalgf_baselines.wyckoff_model import (
     DEFAULT_WEIGHTS,
@@ -38,6 +39,10 @@ from crystalgf_baselines.wyckoff_model import (
 PACKAGED_TABLE = Path(__file__).parent / "data" / "prior.json"
 TABLE_ENVIRONMENT_VARIABLE = "CRYSTALGF_PRIOR_TABLE"
 _SMOOTHING = 5.0
+_UNSEEN_GROUP = math.log(1e-6)
+"""log-score of a group the statistics never saw, before a reference structure's bonus."""
+_ELEMENT_STATE_SHARE = 1.5
+"""An element's reference state (ASE) outranks the library's other structures of that element."""
 
 
 class PriorGenerator(ConstraintGenerator):
@@ -50,7 +55,10 @@ class PriorGenerator(ConstraintGenerator):
     description = "space-group frequency by stoichiometry pattern, then a frequent valid Wyckoff assignment"
 
     def __init__(self, table: str | None = None, groups_per_request: int = 6, assignments_per_group: int = 40,
-                 compositions_per_request: int = 3, per_group: int | None = None, patterns: str | None = None):
+                 compositions_per_request: int = 3, per_group: int | None = None, patterns: str | None = None,
+                 known_bonus: float = 20.0, rule_bonus: float = 3.0, analogue_bonus: float = 0.0):
+        for option, value in (("known_bonus", known_bonus), ("rule_bonus", rule_bonus), ("analogue_bonus", analogue_bonus)):
+            check_number(f"G {self.name}", option, value, 0)
         candidates = [Path(p) for p in (table, os.environ.get(TABLE_ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_TABLE]
         self.table_path = candidates[0]
         if not self.table_path.is_file():
@@ -64,13 +72,15 @@ class PriorGenerator(ConstraintGenerator):
                                   packaged_patterns_file())
         self.wyckoff_model = WyckoffModel(self.prior.known_crystals(), read_pattern_counts(self.patterns_path),
                                           self.prior.wyckoff_weights or DEFAULT_WEIGHTS)
+        self.references = ReferenceStructures.load()
+        self.known_bonus, self.rule_bonus, self.analogue_bonus = known_bonus, rule_bonus, analogue_bonus
         self.groups_per_request = groups_per_request
         self.assignments_per_group = assignments_per_group
         self.compositions_per_request = compositions_per_request
         self.per_group = per_group
 
     def weights_files(self) -> list[Path]:
-        return [self.table_path, self.patterns_path]
+        return [self.table_path, self.patterns_path, PACKAGED_REFERENCES]
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
         return [self._rank(request, top_k) for request in requests]
@@ -106,7 +116,10 @@ class PriorGenerator(ConstraintGenerator):
         """(log P(group, cell), log P(sites | group), constraint) for the best assignments of the most
         likely groups: groups are ranked by their own probability, sites only order within a group."""
         cells = request.cell_options(ratio)
-        group_scores = self._group_scores(ratio, request)
+        references = self._references(ratio, cells)
+        group_scores = dict(self._group_scores(ratio, request))
+        for group, found in references.items():
+            group_scores[group] = group_scores.get(group, _UNSEEN_GROUP) + max(bonus for bonus, _, _ in found)
         groups = [request.space_group] if request.space_group else \
             sorted(group_scores, key=lambda g: (-group_scores[g], g))
         found: list[tuple[float, float, Constraint]] = []
@@ -118,6 +131,9 @@ class PriorGenerator(ConstraintGenerator):
                 score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
                 for site_score, sites in self.wyckoff_model.rank(counts, group, preference)[:self.assignments_per_group]:
                     options.append((score, site_score, counts, sites))
+            for _, counts, sites in references.get(group, ()):
+                score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
+                options.append((score, math.inf, counts, sites))  # a reference's own sites come first
             options.sort(key=lambda item: (-item[0], -item[1]))
             # the symmetry check (spglib) is the expensive part: only as far down the order as needed
             in_group = [(score, site_score, Constraint(formula=format_formula(counts), space_group=group, wyckoff=sites,
@@ -129,6 +145,26 @@ class PriorGenerator(ConstraintGenerator):
                 feasible_groups += 1
                 if feasible_groups >= max(self.groups_per_request, top_k):
                     break
+        return found
+
+    def _references(self, ratio: dict[str, int], cells: Sequence[dict[str, int]]
+                    ) -> dict[int, list[tuple[float, dict[str, int], tuple]]]:
+        """Group -> (log-score bonus, cell counts, sites) of the reference structures of the ratio whose
+        cells the request allows: known structures of the formula (the elements' reference states first),
+        the structure types of the textbook rules, and substitution analogues in proportion to their
+        similarity."""
+        found: dict[int, list[tuple[float, dict[str, int], tuple]]] = {}
+        allowed = [dict(counts) for counts in cells]
+        options = [(self.known_bonus * (_ELEMENT_STATE_SHARE if r.source.startswith("ase:") else 1.0), r)
+                   for r in self.references.known(ratio)] if self.known_bonus else []
+        if self.rule_bonus:
+            options += [(self.rule_bonus, r) for r in self.references.by_rules(ratio)]
+        if self.analogue_bonus:
+            options += [(self.analogue_bonus * similarity, r) for similarity, r in self.references.analogues(ratio)]
+        for bonus, reference in options:
+            counts = dict(reference.counts)
+            if counts in allowed:
+                found.setdefault(reference.space_group, []).append((bonus, counts, reference.sites))
         return found
 
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:

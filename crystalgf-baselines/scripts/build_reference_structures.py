@@ -1,0 +1,79 @@
+"""Build the reference structures of G ``prior``/``forest`` from the libraries that ship them.
+
+    python crystalgf-baselines/scripts/build_reference_structures.py
+
+writes ``crystalgf-baselines/src/crystalgf_baselines/data/reference_structures.json``: the space group and
+Wyckoff sites (spglib, conventional standard cell) of
+- every element ASE can build in its reference state (``ase.build.bulk(symbol)``, from
+  ``ase.data.reference_states``: fcc Cu, bcc Fe, hcp Mg, diamond Si, A7 Bi, ...);
+- every prototype of the AFLOW library that pymatgen ships (``AFLOW_PROTOTYPE_LIBRARY``, 288 structure
+  types, each with the compound that names it: rock salt NaCl, rutile TiO2, spinel MgAl2O4, ...).
+Deterministic: the same library versions give the same file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import ase
+import pymatgen.core
+from ase.build import bulk
+from ase.data import chemical_symbols, reference_states
+from pymatgen.analysis.prototypes import AFLOW_PROTOTYPE_LIBRARY
+from pymatgen.io.ase import AseAtomsAdaptor
+
+from crystalgf.errors import InvalidInputError
+from crystalgf.symmetry.analysis import constraint_from_structure
+from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES
+
+SYMPREC = 0.01
+"""spglib tolerance (Å): the library structures are ideal."""
+
+
+def element_entries() -> list[dict]:
+    entries = []
+    for number, state in enumerate(reference_states):
+        symbol = chemical_symbols[number]
+        if not state or state.get("symmetry") in ("atom", "diatom"):
+            continue
+        try:
+            structure = AseAtomsAdaptor.get_structure(bulk(symbol))
+        except (ValueError, KeyError, NotImplementedError, TypeError, RuntimeError):
+            continue  # a reference state ASE cannot build (e.g. monoclinic Pu)
+        entries.append(_entry(structure, f"ase:{state['symmetry']}", state["symmetry"]))
+    return entries
+
+
+def prototype_entries() -> list[dict]:
+    entries = []
+    for item in AFLOW_PROTOTYPE_LIBRARY:
+        tags = item["tags"]
+        name = tags.get("mineral") or tags.get("strukturbericht") or tags["aflow"]
+        try:
+            entries.append(_entry(item["snl"].structure, f"aflow:{tags['aflow']}", name))
+        except InvalidInputError:
+            continue  # spglib found no symmetry
+    return entries
+
+
+def _entry(structure, source: str, name: str) -> dict:
+    constraint = constraint_from_structure(structure, SYMPREC)
+    return {"formula": constraint.cell_formula, "space_group": constraint.space_group,
+            "wyckoff": constraint.wyckoff_text, "source": source, "name": name}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", type=Path, default=PACKAGED_REFERENCES)
+    args = parser.parse_args()
+    entries = element_entries() + prototype_entries()
+    document = {"source": {"ase": ase.__version__, "pymatgen": pymatgen.core.__version__, "symprec": SYMPREC},
+                "structures": entries}
+    args.output.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}: {len(entries)} reference structures")
+
+
+if __name__ == "__main__":
+    main()
