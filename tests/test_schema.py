@@ -35,7 +35,7 @@ def test_constraint_accepts_the_table_notation():
     ({"wyckoff": [["Sc", "2c"], ["Ni", "2c"], ["Ni", "4f"]]}, "can hold only one orbit"),
     ({"wyckoff": [["Sc", "2c"], ["Ni", "6h"], ["Fe", "2a"]]}, "element not in the formula"),
     ({"formula": "Sc2Ni6Xx"}, "unknown element 'Xx'"),
-    ({"properties": {"band_gap": {"name": "band_gap", "value": -0.5}}}, "cannot be negative"),
+    ({"properties": {"band_gap": {"name": "band_gap", "value": -0.5}}}, "band_gap must be from 0 to 30 eV"),
 ])
 def test_constraint_errors_are_precise(changes, phrase):
     with pytest.raises(InvalidInputError, match=phrase):
@@ -55,7 +55,12 @@ def test_property_targets_values_and_intervals():
     assert value.contains(1.5) and not value.contains(1.52) and value.contains(1.52, tolerance=0.05)
     assert interval.contains(1.9) and not interval.contains(2.1) and interval.center == pytest.approx(1.75)
     assert PropertyTarget.parse("formation_energy_per_atom", "-1.2").unit == "eV/atom"
-    for text, phrase in [("-1", "cannot be negative"), ("2:1", "minimum above maximum"), ("x", "not a number")]:
+    for name, text in [("band_gap", "1e9"), ("band_gap", "0:31"), ("formation_energy_per_atom", "-21"),
+                       ("formation_energy_per_atom", "10.5")]:  # physical bounds (#23)
+        with pytest.raises(InvalidInputError, match=f"{name} must be from"):
+            PropertyTarget.parse(name, text)
+    for text, phrase in [("-1", "must be from 0 to 30 eV"), ("31", "must be from 0 to 30 eV"),
+                         ("2:1", "minimum above maximum"), ("x", "not a number")]:
         with pytest.raises(InvalidInputError, match=phrase):
             PropertyTarget.parse("band_gap", text)
     with pytest.raises(InvalidInputError, match="unknown property"):

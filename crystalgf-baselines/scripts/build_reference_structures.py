@@ -7,7 +7,8 @@ Wyckoff sites (spglib, conventional standard cell) of
 - every element ASE can build in its reference state (``ase.build.bulk(symbol)``, from
   ``ase.data.reference_states``: fcc Cu, bcc Fe, hcp Mg, diamond Si, A7 Bi, ...);
 - every prototype of the AFLOW library that pymatgen ships (``AFLOW_PROTOTYPE_LIBRARY``, 288 structure
-  types, each with the compound that names it: rock salt NaCl, rutile TiO2, spinel MgAl2O4, ...).
+  types, each with the compound that names it: rock salt NaCl, rutile TiO2, spinel MgAl2O4, ...);
+- olivine (Pnma), which the AFLOW library lacks, from the literature.
 Deterministic: the same library versions give the same file.
 """
 
@@ -58,6 +59,14 @@ def prototype_entries() -> list[dict]:
     return entries
 
 
+def textbook_entries() -> list[dict]:
+    """Structure types the libraries above lack, from the crystallographic literature."""
+    return [{"formula": "Mg8Si4O16", "space_group": 62, "wyckoff": "Mg[4a] Mg[4c] Si[4c] O[4c] O[4c] O[8d]",
+             "source": "textbook:olivine", "name": "Olivine (forsterite; Birle et al., Am. Mineral. 53, 807 (1968))"},
+            {"formula": "Li4Fe4P4O16", "space_group": 62, "wyckoff": "Li[4a] Fe[4c] P[4c] O[4c] O[4c] O[8d]",
+             "source": "textbook:triphylite", "name": "Olivine (triphylite LiFePO4; Streltsov et al., Acta Cryst. B 49, 147 (1993))"}]
+
+
 def _entry(structure, source: str, name: str) -> dict:
     constraint = constraint_from_structure(structure, SYMPREC)
     return {"formula": constraint.cell_formula, "space_group": constraint.space_group,
@@ -68,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=PACKAGED_REFERENCES)
     args = parser.parse_args()
-    entries = element_entries() + prototype_entries()
+    entries = element_entries() + prototype_entries() + textbook_entries()
     document = {"source": {"ase": ase.__version__, "pymatgen": pymatgen.core.__version__, "symprec": SYMPREC},
                 "structures": entries}
     args.output.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")

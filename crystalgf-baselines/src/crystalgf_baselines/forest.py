@@ -28,7 +28,9 @@ from sklearn.ensemble import RandomForestClassifier
 
 from crystalgf.errors import InvalidInputError, check_number
 from crystalgf.formula import parse_formula, reduce_counts, stoichiometry_pattern
-from crystalgf.schema import Constraint, GenerationRequest
+from crystalgf.schema import MAX_CELL_ATOMS, Constraint, GenerationRequest
+from crystalgf.symmetry import has_wyckoff_assignment
+from crystalgf.symmetry.wyckoff import CENTRING_FACTORS, centring_factor
 
 from crystalgf_baselines.features import composition_features
 from crystalgf_baselines.prior import PriorGenerator
@@ -146,13 +148,16 @@ class ForestGenerator(PriorGenerator):
     name = "forest"
     description = "random forest on composition + target properties ranks the prior's space groups"
 
-    def __init__(self, table: str | None = None, prior_share: float = 0.1, trees: int = 300, **options):
+    def __init__(self, table: str | None = None, prior_share: float = 0.1, trees: int = 300,
+                 primitive_share: float = 0.2, **options):
         check_number("G forest", "prior_share", prior_share, 0)
+        check_number("G forest", "primitive_share", primitive_share, 0)
         check_number("G forest", "trees", trees, 1, integer=True)
-        if prior_share > 1:
-            raise InvalidInputError(f"G forest: prior_share must be <= 1 (got {prior_share!r})")
+        for name, share in (("prior_share", prior_share), ("primitive_share", primitive_share)):
+            if share > 1:
+                raise InvalidInputError(f"G forest: {name} must be <= 1 (got {share!r})")
         super().__init__(table, **options)
-        self.prior_share = prior_share
+        self.prior_share, self.primitive_share = prior_share, primitive_share
         self.forest = CrystalForest(self.prior.crystals, trees)
         self._learned: dict[tuple, dict[int, float]] = {}
         self._learned_ratios: dict[tuple, dict[str, float]] = {}
@@ -160,8 +165,11 @@ class ForestGenerator(PriorGenerator):
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
         asked = [(request, ForestQuery.of(request)) for request in requests]
-        direct = list(dict.fromkeys(q for r, q in asked if not r.space_group and q.kind != "formula"))
+        self._cell_sizes = {}
+        direct = list(dict.fromkeys(q for r, q in asked if not r.space_group and q.kind == "elements"))
         self._learned = dict(zip(direct, self.forest.log_probabilities([q.plain() for q in direct])))
+        # exact cells also where the group is given: the same reading of the cell as without it
+        self._learn_over_cell_readings(list(dict.fromkeys(q for _, q in asked if q.kind == "cell")))
         # reduced formulas also where the group is given (the LLM G's stage 2): the same cell sizes as without it
         self._learn_over_cell_sizes(list(dict.fromkeys(q for _, q in asked if q.kind == "formula")))
         # ratios also where the group is given (the LLM G's stage 2): the same ratios as without it
@@ -185,18 +193,50 @@ class ForestGenerator(PriorGenerator):
         return self._mixed_scores(ForestQuery.of(request), stoichiometry_pattern(ratio), len(ratio))
 
     def _formula_units_score(self, group: int, formula_units: int, request: GenerationRequest) -> float:
-        if request.exact_cell and request.space_group is None:
-            return 0.0  # the forest has read the number of formula units
         posterior = self._cell_sizes.get(ForestQuery.of(request), {}).get(group)
         if posterior is not None:
             return posterior.get(formula_units, _FLOOR)
         return super()._formula_units_score(group, formula_units, request)
 
+    def _learn_over_cell_readings(self, queries: Sequence[ForestQuery]) -> None:
+        """For exact cells C, which the user holds as the primitive cell with probability s
+        (``primitive_share``) or else as the conventional one: in a primitive group both readings are C; in
+        a centred group with factor f, C is its conventional cell (where C has a Wyckoff assignment in it)
+        or f C is. With the cell forest's P(group | conventional cell) as the evidence of each reading,
+        P(group) is proportional to (1 - s + s [group primitive]) P(group | C) [C feasible] + s [group
+        centred] P(group | f C). log P(group) into ``_learned`` and log P(reading | group), by the
+        reading's number of formula units, into ``_cell_sizes``."""
+        multiples = sorted(set(CENTRING_FACTORS.values()) - {1})
+        by_cell = iter(self.forest.log_probabilities([
+            ({element: n * m for element, n in q.composition}, "cell", dict(q.properties))
+            for q in queries for m in (1, *multiples)]))
+        share = self.primitive_share
+        for query in queries:
+            readings = {m: next(by_cell) for m in (1, *multiples)}
+            counts, z = dict(query.composition), reduce_counts(dict(query.composition))[1]
+            joint: dict[int, dict[int, float]] = {}
+            for group in set().union(*readings.values()):
+                centring = centring_factor(group)
+                options = {}
+                if group in readings[1] and (centring == 1 or has_wyckoff_assignment(counts, group)):
+                    options[z] = math.log(1.0 if centring == 1 else 1 - share) + readings[1][group]
+                if centring > 1 and share > 0 and group in readings[centring]:
+                    options[z * centring] = math.log(share) + readings[centring][group]
+                options = {size: score for size, score in options.items() if score > -math.inf}
+                if options:
+                    joint[group] = options
+            marginal = {group: _log_sum_exp(by_size.values()) for group, by_size in joint.items()}
+            total = _log_sum_exp(marginal.values())
+            self._learned[query] = {group: score - total for group, score in marginal.items()}
+            self._cell_sizes[query] = {group: {size: score - marginal[group] for size, score in by_size.items()}
+                                       for group, by_size in joint.items()}
+
     def _learn_over_cell_sizes(self, queries: Sequence[ForestQuery]) -> None:
         """For reduced formulas: log P(group | formula) = log sum over Z of P(Z | formula) P(group | cell
         of Z formula units) into ``_learned``, and log P(Z | group, formula) into ``_cell_sizes``."""
-        self._cell_sizes = {}
-        sizes = {q: range(1, q.max_atoms // sum(dict(q.composition).values()) + 1) for q in queries}
+        largest = max(CENTRING_FACTORS.values())
+        sizes = {q: range(1, min(largest * q.max_atoms, MAX_CELL_ATOMS) // sum(dict(q.composition).values()) + 1)
+                 for q in queries}
         predicted = self.forest.log_probabilities([q.plain() for q in queries], "formula_units")
         by_cell = iter(self.forest.log_probabilities([
             ({element: n * z for element, n in q.composition}, "cell", dict(q.properties))
@@ -208,8 +248,10 @@ class ForestGenerator(PriorGenerator):
             for z, p in feasible.items():
                 log_p_size = math.log((1 - _UNIFORM_Z_SHARE) * (p / total if total else 1 / len(feasible))
                                       + _UNIFORM_Z_SHARE / len(feasible))
+                atoms = z * sum(dict(query.composition).values())
                 for group, log_p in next(by_cell).items():
-                    joint.setdefault(group, {})[z] = log_p_size + log_p
+                    if atoms <= centring_factor(group) * query.max_atoms:  # the primitive cell fits
+                        joint.setdefault(group, {})[z] = log_p_size + log_p
             marginal = {group: _log_sum_exp(by_size.values()) for group, by_size in joint.items()}
             self._learned[query] = marginal
             self._cell_sizes[query] = {group: {z: score - marginal[group] for z, score in by_size.items()}
@@ -225,7 +267,10 @@ class ForestGenerator(PriorGenerator):
 
 
 def _log_sum_exp(values: Iterable[float]) -> float:
-    """log(sum(exp(v))) of finite values, without overflow."""
+    """log(sum(exp(v))) without overflow (-inf where every value is -inf)."""
     values = list(values)
     top = max(values)
+    if top == -math.inf:
+        return top
     return top + math.log(sum(math.exp(v - top) for v in values))
+

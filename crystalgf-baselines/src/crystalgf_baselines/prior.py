@@ -19,11 +19,11 @@ from pathlib import Path
 
 from pymatgen.core import Composition
 
-from crystalgf.errors import MissingWeightsError, NoWyckoffAssignmentError, check_number
+from crystalgf.errors import InvalidInputError, MissingWeightsError, NoWyckoffAssignmentError, check_number
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.interfaces import ConstraintGenerator
 from crystalgf.schema import Constraint, GenerationRequest
-from crystalgf.symmetry import realizes_space_group, space_group_symbol
+from crystalgf.symmetry import centring_factor, realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
 from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES, ReferenceStructures
@@ -32,6 +32,7 @@ from crystalgf_baselines.wyckoff_model import (
     DEFAULT_WEIGHTS,
     PATTERNS_ENVIRONMENT_VARIABLE,
     WyckoffModel,
+    canonical,
     packaged_patterns_file,
     read_pattern_counts,
 )
@@ -39,10 +40,12 @@ from crystalgf_baselines.wyckoff_model import (
 PACKAGED_TABLE = Path(__file__).parent / "data" / "prior.json"
 TABLE_ENVIRONMENT_VARIABLE = "CRYSTALGF_PRIOR_TABLE"
 _SMOOTHING = 5.0
-_UNSEEN_GROUP = math.log(1e-6)
-"""log-score of a group the statistics never saw, before a reference structure's bonus."""
-_ELEMENT_STATE_SHARE = 1.5
-"""An element's reference state (ASE) outranks the library's other structures of that element."""
+_CELLS_PER_GROUP = 3
+"""Cell sizes of a group whose Wyckoff assignments are searched: the most probable ones."""
+_MOST_REFERENCE_SHARE = 0.95
+"""Most probability the reference structures of a formula take together; the rest follows the statistics."""
+_ELEMENT_STATE_WEIGHT = 20.0
+"""An element's reference state (ASE) outweighs the library's other structures of that element this much."""
 
 
 class PriorGenerator(ConstraintGenerator):
@@ -56,9 +59,11 @@ class PriorGenerator(ConstraintGenerator):
 
     def __init__(self, table: str | None = None, groups_per_request: int = 6, assignments_per_group: int = 40,
                  compositions_per_request: int = 3, per_group: int | None = None, patterns: str | None = None,
-                 known_bonus: float = 20.0, rule_bonus: float = 3.0, analogue_bonus: float = 0.0):
-        for option, value in (("known_bonus", known_bonus), ("rule_bonus", rule_bonus), ("analogue_bonus", analogue_bonus)):
+                 known_share: float = 0.6, rule_share: float = 0.6, analogue_share: float = 0.0):
+        for option, value in (("known_share", known_share), ("rule_share", rule_share), ("analogue_share", analogue_share)):
             check_number(f"G {self.name}", option, value, 0)
+            if value > 1:
+                raise InvalidInputError(f"G {self.name}: {option} must be <= 1 (got {value!r})")
         candidates = [Path(p) for p in (table, os.environ.get(TABLE_ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_TABLE]
         self.table_path = candidates[0]
         if not self.table_path.is_file():
@@ -73,7 +78,7 @@ class PriorGenerator(ConstraintGenerator):
         self.wyckoff_model = WyckoffModel(self.prior.known_crystals(), read_pattern_counts(self.patterns_path),
                                           self.prior.wyckoff_weights or DEFAULT_WEIGHTS)
         self.references = ReferenceStructures.load()
-        self.known_bonus, self.rule_bonus, self.analogue_bonus = known_bonus, rule_bonus, analogue_bonus
+        self.known_share, self.rule_share, self.analogue_share = known_share, rule_share, analogue_share
         self.groups_per_request = groups_per_request
         self.assignments_per_group = assignments_per_group
         self.compositions_per_request = compositions_per_request
@@ -98,13 +103,15 @@ class PriorGenerator(ConstraintGenerator):
             where = f" in space group {request.space_group} ({space_group_symbol(request.space_group)})" \
                 if request.space_group else ""
             raise NoWyckoffAssignmentError(
-                f"{request.composition_text} has no Wyckoff assignment{where} with at most {request.max_atoms} atoms per cell"
+                f"{request.composition_text} has no Wyckoff assignment{where} with at most {request.max_atoms} atoms "
+                "per primitive cell"
             )
         scored.sort(key=lambda item: (-item[0], -item[1]))
         unique: dict[tuple, Constraint] = {}
         in_group: dict[int, int] = {}
         for score, _, constraint in scored:
-            key = (constraint.cell_formula, constraint.space_group, tuple(sorted(constraint.wyckoff_sites)))
+            key = (tuple(sorted(constraint.counts.items())), constraint.space_group,
+                   canonical(constraint.space_group, tuple(constraint.wyckoff_sites)))
             if key in unique or in_group.get(constraint.space_group, 0) >= (self.per_group or top_k):
                 continue
             in_group[constraint.space_group] = in_group.get(constraint.space_group, 0) + 1
@@ -115,11 +122,14 @@ class PriorGenerator(ConstraintGenerator):
                       top_k: int) -> list[tuple[float, float, Constraint]]:
         """(log P(group, cell), log P(sites | group), constraint) for the best assignments of the most
         likely groups: groups are ranked by their own probability, sites only order within a group."""
-        cells = request.cell_options(ratio)
-        references = self._references(ratio, cells)
+        references = self._references(ratio, request)
         group_scores = dict(self._group_scores(ratio, request))
-        for group, found in references.items():
-            group_scores[group] = group_scores.get(group, _UNSEEN_GROUP) + max(bonus for bonus, _, _ in found)
+        if references:  # a mixture: the references' shares, the rest by the statistics
+            rest = 1.0 - sum(share for found in references.values() for share, _, _ in found)
+            shares = {group: sum(share for share, _, _ in found) for group, found in references.items()}
+            mixed = {group: rest * math.exp(group_scores.get(group, -math.inf)) + shares.get(group, 0.0)
+                     for group in set(group_scores) | set(shares)}
+            group_scores = {group: math.log(p) if p > 0 else -math.inf for group, p in mixed.items()}
         groups = [request.space_group] if request.space_group else \
             sorted(group_scores, key=lambda g: (-group_scores[g], g))
         found: list[tuple[float, float, Constraint]] = []
@@ -127,13 +137,15 @@ class PriorGenerator(ConstraintGenerator):
         for group in groups:
             options = []
             preference = self.prior.letter_preference(group)
-            for counts in cells:
-                score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
+            cells = [(group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request), counts)
+                     for counts in request.cell_options(ratio, centring_factor(group))]
+            for score, counts in sorted(cells, key=lambda item: -item[0])[:_CELLS_PER_GROUP]:
                 for site_score, sites in self.wyckoff_model.rank(counts, group, preference)[:self.assignments_per_group]:
                     options.append((score, site_score, counts, sites))
-            for _, counts, sites in references.get(group, ()):
+            best = max((score for score, *_ in options), default=-math.inf)
+            for _, counts, sites in references.get(group, ()):  # a reference's own cell and sites lead its group
                 score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
-                options.append((score, math.inf, counts, sites))  # a reference's own sites come first
+                options.append((max(score, best), math.inf, counts, sites))
             options.sort(key=lambda item: (-item[0], -item[1]))
             # the symmetry check (spglib) is the expensive part: only as far down the order as needed
             in_group = [(score, site_score, Constraint(formula=format_formula(counts), space_group=group, wyckoff=sites,
@@ -147,24 +159,29 @@ class PriorGenerator(ConstraintGenerator):
                     break
         return found
 
-    def _references(self, ratio: dict[str, int], cells: Sequence[dict[str, int]]
+    def _references(self, ratio: dict[str, int], request: GenerationRequest
                     ) -> dict[int, list[tuple[float, dict[str, int], tuple]]]:
-        """Group -> (log-score bonus, cell counts, sites) of the reference structures of the ratio whose
-        cells the request allows: known structures of the formula (the elements' reference states first),
-        the structure types of the textbook rules, and substitution analogues in proportion to their
-        similarity."""
+        """Group -> (probability share, cell counts, sites) of the reference structures of the ratio whose
+        cells the request allows. Each kind of reference (known structures of the formula, the textbook
+        rules' structure types, substitution analogues) holds its option's share of the probability
+        (together at most :data:`_MOST_REFERENCE_SHARE`), split among its structures by weight: an
+        element's reference state (ASE) outweighs the library's other structures of it, a rule's first
+        type its second, an analogue counts by its similarity."""
+        kinds = [(self.known_share, [(_ELEMENT_STATE_WEIGHT if r.source.startswith("ase:") else 1.0, r)
+                                     for r in self.references.known(ratio)]),
+                 (self.rule_share, [(0.5 ** i, r) for i, r in enumerate(self.references.by_rules(ratio))]),
+                 (self.analogue_share, [(similarity, r) for similarity, r in self.references.analogues(ratio)]
+                  if self.analogue_share else [])]
+        kinds = [(share, [(w, r) for w, r in weighted if request.allows_cell(dict(r.counts), r.space_group)])
+                 for share, weighted in kinds]
+        kinds = [(share, weighted) for share, weighted in kinds if share and weighted]
+        scale = min(1.0, _MOST_REFERENCE_SHARE / sum(share for share, _ in kinds)) if kinds else 1.0
         found: dict[int, list[tuple[float, dict[str, int], tuple]]] = {}
-        allowed = [dict(counts) for counts in cells]
-        options = [(self.known_bonus * (_ELEMENT_STATE_SHARE if r.source.startswith("ase:") else 1.0), r)
-                   for r in self.references.known(ratio)] if self.known_bonus else []
-        if self.rule_bonus:
-            options += [(self.rule_bonus, r) for r in self.references.by_rules(ratio)]
-        if self.analogue_bonus:
-            options += [(self.analogue_bonus * similarity, r) for similarity, r in self.references.analogues(ratio)]
-        for bonus, reference in options:
-            counts = dict(reference.counts)
-            if counts in allowed:
-                found.setdefault(reference.space_group, []).append((bonus, counts, reference.sites))
+        for share, weighted in kinds:
+            total = sum(w for w, _ in weighted)
+            for weight, reference in weighted:
+                found.setdefault(reference.space_group, []).append(
+                    (scale * share * weight / total, dict(reference.counts), reference.sites))
         return found
 
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:

@@ -51,8 +51,11 @@ class ReferenceStructure:
         return reduce_counts(dict(self.counts))[0]
 
     def substituted(self, mapping: Mapping[str, str]) -> ReferenceStructure:
-        """The same structure type with its elements replaced."""
-        return ReferenceStructure(tuple(sorted((mapping[e], n) for e, n in self.counts)), self.space_group,
+        """The same structure type with its elements replaced (two may become one, as in Fe3O4's spinel)."""
+        counts: dict[str, int] = {}
+        for element, n in self.counts:
+            counts[mapping[element]] = counts.get(mapping[element], 0) + n
+        return ReferenceStructure(tuple(sorted(counts.items())), self.space_group,
                                   tuple(WyckoffSite(mapping[s.element], s.label) for s in self.sites),
                                   self.source, self.name)
 
@@ -84,11 +87,12 @@ class ReferenceStructures:
         """The structure types the textbook rules (:mod:`crystalgf_baselines.structure_rules`) expect for
         the formula, with its elements."""
         found = []
-        for label in rule_types(ratio):
-            reference = self._by_source.get(f"aflow:{label}")
-            mapping = reference and role_map(dict(reference.counts), ratio)
-            if mapping:
-                found.append(reference.substituted(mapping))
+        for source, mapping in rule_types(ratio):
+            reference = self._by_source.get(source)
+            if reference is not None:
+                mapping = mapping or role_map(dict(reference.counts), ratio)
+                if mapping:
+                    found.append(reference.substituted(mapping))
         return found
 
     def analogues(self, ratio: Mapping[str, int]) -> list[tuple[float, ReferenceStructure]]:

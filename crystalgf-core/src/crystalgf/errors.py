@@ -1,6 +1,8 @@
 """Exceptions that carry a one-line message meant for the user.
 
-The CLI turns every :class:`CrystalGFError` into ``error: <message>`` on stderr and exit code 2.
+The CLI turns every :class:`CrystalGFError` into ``error: <message>`` on stderr and exit code 2: bad input,
+and also a plugin that failed while it ran (:class:`PluginFailedError`, naming the plugin). Exit code 1
+with a traceback is left to internal errors of CrystalGF itself.
 """
 
 from __future__ import annotations
@@ -64,3 +66,17 @@ class MissingWeightsError(CrystalGFError):
 
 class GenerationError(CrystalGFError):
     """A generator could not produce its output for a valid input."""
+
+
+class PluginFailedError(GenerationError):
+    """A plugin raised an unexpected exception while it ran (not a :class:`CrystalGFError`): one line that
+    names the plugin and the exception; the original stays chained as ``__cause__``."""
+
+    def __init__(self, plugin: str, doing: str, error: BaseException):
+        super().__init__(f"{plugin} failed {doing}: {describe_exception(error)}")
+
+
+def describe_exception(error: BaseException) -> str:
+    """``Type: first line of the message`` (just ``Type`` without a message)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__

@@ -10,7 +10,7 @@ from pymatgen.core.periodic_table import Element
 
 from crystalgf.errors import InvalidInputError
 
-_TOKEN = re.compile(r"[A-Z][a-z]?|[()\[\]]|\d+")
+_TOKEN = re.compile(r"[A-Z][a-z]?|[()\[\]]|\d+|\s+")
 _CLOSING = {"(": ")", "[": "]"}
 _MAX_NESTING = 5
 
@@ -19,16 +19,20 @@ def parse_formula(formula: str) -> dict[str, int]:
     """Element -> count, in order of first appearance (``"Sr1Ti1O3"`` -> ``{"Sr": 1, "Ti": 1, "O": 3}``).
 
     Element symbols with optional positive integer counts, and groups in parentheses or brackets with
-    a count (``"Ca(OH)2"``, pymatgen's ``"Gd(SiOs)2"``); a repeated element is summed. Raises
+    a count (``"Ca(OH)2"``, pymatgen's ``"Gd(SiOs)2"``); a repeated element is summed. Spaces may
+    separate element groups (``"Sr1 Ti1 O3"``) but not split a symbol (``"C o"``) or part it from its count. Raises
     :class:`InvalidInputError` naming the problem.
     """
-    text = formula.replace(" ", "")
+    text = formula.strip()
     tokens = _TOKEN.findall(text)
     malformed = InvalidInputError(
         f"malformed formula {formula!r}: expected element symbols with integer counts, e.g. SrTiO3 or Ca(OH)2"
     )
     if not text or "".join(tokens) != text:
         raise malformed
+    if any(space.isspace() and number.isdigit() for space, number in zip(tokens, tokens[1:])):
+        raise malformed  # spaces may separate element groups (pymatgen's "Sr1 Ti1 O3"), not a symbol from its count
+    tokens = [token for token in tokens if not token.isspace()]
     position = 0
 
     def count() -> int:

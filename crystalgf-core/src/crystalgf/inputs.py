@@ -15,6 +15,9 @@ from crystalgf.schema import PROPERTY_UNITS, Constraint, GenerationRequest, Prop
 
 Skipped = list[tuple[str, str]]
 _YES, _NO = {"1", "true", "yes"}, {"", "0", "false", "no"}
+REQUEST_COLUMNS = ("id", "formula", "elements", *PROPERTY_UNITS, "space_group", "max_atoms", "exact_cell")
+"""The columns of ``requests.csv``; any other named column is an input error (a misspelt target must
+not be dropped silently)."""
 
 
 def request_from_row(row: dict[str, str], default_id: str) -> GenerationRequest:
@@ -49,6 +52,12 @@ def read_requests(path: Path, skip_invalid: bool = False) -> tuple[list[Generati
     ``formation_energy_per_atom``, ``space_group``, ``max_atoms``, ``exact_cell``)."""
     reader = open_csv(path, ())
     columns = set(reader.fieldnames or [])
+    unknown = [name for name in reader.fieldnames or [] if name.strip() and name not in REQUEST_COLUMNS]
+    if unknown:
+        raise InvalidInputError(f"{path}: unknown column {unknown[0]!r}; known: {', '.join(REQUEST_COLUMNS)}")
+    repeated = sorted({name for name in reader.fieldnames or [] if (reader.fieldnames or []).count(name) > 1})
+    if repeated:
+        raise InvalidInputError(f"{path}: column {repeated[0]!r} appears more than once")
     if not columns & {"formula", "elements"}:
         raise InvalidInputError(f"{path}: needs a 'formula' or an 'elements' column")
     requests: list[GenerationRequest] = []
@@ -58,6 +67,8 @@ def read_requests(path: Path, skip_invalid: bool = False) -> tuple[list[Generati
             if any(extra.strip() for extra in row.get(None, ())):  # empty trailing fields are harmless
                 columns = len(reader.fieldnames or [])
                 raise InvalidInputError(f"{columns + len(row[None])} fields, the header has {columns}")
+            if (row.get("") or "").strip():  # so are empty columns without a name, but not values in them
+                raise InvalidInputError(f"a value {row['']!r} in a column without a name")
             requests.append(request_from_row(row, default_id=f"row{line - 1}"))
         except CrystalGFError as error:
             if not skip_invalid:

@@ -51,7 +51,9 @@ class StructureGenerator(Plugin):
     def generate(self, constraints: Sequence[Constraint], seeds: Sequence[int]) -> list[Structure | None]:
         """One structure per constraint (``None`` where generation failed), each drawn with its own seed.
 
-        The same constraint and seed must give the same structure, whatever the batch around it.
+        The same constraints and seeds must give the same structures, byte for byte. A structure's random
+        draws must depend only on its own seed, not on the batch around it; batched floating-point
+        arithmetic may still make a structure drawn in another batch differ in the last digits.
         """
 
 

@@ -47,7 +47,9 @@ def now() -> str:
 
 def new_manifest(command: str, seed: int, settings: dict[str, Any], plugins: dict[str, Any],
                  weights: list[Path]) -> dict[str, Any]:
-    """A manifest for a run about to start; ``status`` is ``running`` until :func:`write_json` marks it done."""
+    """A manifest for a run about to start; ``status`` is ``running`` until :func:`write_json` marks it done
+    (``complete``, ``failed`` or ``interrupted``). ``pid`` and ``host`` tell whether a manifest still saying
+    ``running`` belongs to a live process or to one that was killed."""
     return {
         "command": command,
         "argv": sys.argv,
@@ -60,6 +62,8 @@ def new_manifest(command: str, seed: int, settings: dict[str, Any], plugins: dic
         "platform": platform.platform(),
         "started": now(),
         "status": "running",
+        "pid": os.getpid(),
+        "host": platform.node(),
     }
 
 

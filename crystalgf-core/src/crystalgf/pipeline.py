@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from pymatgen.core import Structure
 
-from crystalgf.errors import GenerationError
+from crystalgf.errors import CrystalGFError, GenerationError, PluginFailedError
 from crystalgf.formula import reduce_counts
 from crystalgf.interfaces import ConstraintGenerator, Relaxer, StructureGenerator
 from crystalgf.output import RunOutput
@@ -26,8 +28,9 @@ def derive_seed(seed: int, *keys: int) -> int:
 def propose_constraints(
     generator: ConstraintGenerator, requests: Sequence[GenerationRequest], top_k: int, seed: int
 ) -> list[list[Constraint]]:
-    """Run G and check that every answer honours its request (ratio or element set, group, size)."""
-    answers = generator.generate(requests, top_k, seed)
+    """Run G and check that every answer honours its request (ratio or element set, group, size); G
+    raising anything but a :class:`CrystalGFError` is a :class:`PluginFailedError` naming it."""
+    answers = _call(f"G {generator.name!r}", "while proposing constraints", generator.generate, requests, top_k, seed)
     if len(answers) != len(requests):
         raise GenerationError(f"G {generator.name!r} answered {len(answers)} of {len(requests)} requests")
     for request, constraints in zip(requests, answers):
@@ -39,6 +42,16 @@ def propose_constraints(
                 raise GenerationError(f"G {generator.name!r} proposed {constraint.cell_formula} in "
                                       f"space group {constraint.space_group}, but {problem}")
     return answers
+
+
+def _call(plugin: str, doing: str, function: Callable[..., Any], *arguments: Any) -> Any:
+    """``function(*arguments)``, a plugin's method: its own failure becomes one line naming it."""
+    try:
+        return function(*arguments)
+    except CrystalGFError:
+        raise
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - whatever the plugin raised, named
+        raise PluginFailedError(plugin, doing, error) from error
 
 
 def _dishonoured(request: GenerationRequest, constraint: Constraint) -> str | None:
@@ -84,15 +97,33 @@ def build_structures(
     batch_size: int = 16,
     on_progress: Callable[[int], None] | None = None,
 ) -> GenerationSummary:
-    """Run H (and optionally a symmetry-preserving relaxation) in batches, writing each result as it comes."""
+    """Run H (and optionally a symmetry-preserving relaxation) in batches, writing each result as it comes.
+
+    Jobs are cut into batches from the first job on, so a run resumed at a batch boundary (``jobs`` the
+    rest of the jobs from there) builds the same batches. H or the relaxer raising anything but a
+    :class:`CrystalGFError`, or answering with the wrong number of structures, is a
+    :class:`GenerationError` naming the plugin; what was written before stays.
+    """
     summary = GenerationSummary()
     for start in range(0, len(jobs), batch_size):
         batch = list(jobs[start:start + batch_size])
-        structures = generator.generate([job.constraint for job in batch], [job.seed for job in batch])
+        name = f"H {generator.name!r}"
+        structures = _call(name, "while generating", generator.generate, [job.constraint for job in batch],
+                           [job.seed for job in batch])
+        if not isinstance(structures, (list, tuple)) or len(structures) != len(batch):
+            count = len(structures) if isinstance(structures, (list, tuple)) else type(structures).__name__
+            raise GenerationError(f"{name} answered {count} for {len(batch)} constraints")
+        if any(s is not None and not isinstance(s, Structure) for s in structures):
+            raise GenerationError(f"{name} answered something other than a pymatgen Structure or None")
+        structures = list(structures)
         energies: list[float | None] = [None] * len(batch)
         if relaxer is not None:
             made = [i for i, structure in enumerate(structures) if structure is not None]
-            for i, relaxation in zip(made, relaxer.relax([structures[i] for i in made], fix_symmetry=True)):
+            relaxations = _call(f"relaxer {relaxer.name!r}", "while relaxing",
+                                lambda: relaxer.relax([structures[i] for i in made], fix_symmetry=True))
+            if not isinstance(relaxations, (list, tuple)) or len(relaxations) != len(made):
+                raise GenerationError(f"relaxer {relaxer.name!r} did not answer one relaxation per structure")
+            for i, relaxation in zip(made, relaxations):
                 structures[i], energies[i] = relaxation.structure, relaxation.energy_per_atom
         for job, structure, energy in zip(batch, structures, energies):
             if structure is None:

@@ -1,7 +1,8 @@
 """Plugin discovery (entry-point group ``crystalgf``) and the registry of named plugins.
 
 A plugin that fails to import, or whose hook fails, is recorded in :attr:`PluginRegistry.broken`
-with its name and error; the others still load.
+with its name and error; the others still load. That includes a module that calls ``sys.exit`` when
+imported: a plugin cannot end the command that loads it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 import pluggy
 
 from crystalgf import hookspecs
-from crystalgf.errors import InvalidInputError, UnknownPluginError
+from crystalgf.errors import CrystalGFError, InvalidInputError, PluginFailedError, UnknownPluginError
 from crystalgf.interfaces import (
     ConstraintGenerator,
     Dataset,
@@ -62,14 +63,20 @@ class RegisteredPlugin:
     version: str
 
     def create(self, **options: Any) -> Any:
-        """Instantiate with keyword options; unknown options get a one-line error listing the accepted ones."""
+        """Instantiate with keyword options; unknown options get a one-line error listing the accepted ones,
+        and a plugin that raises anything but a :class:`CrystalGFError` one that names it."""
         parameters = inspect.signature(self.cls).parameters
         accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
         unknown = [key for key in options if key not in parameters and not accepts_any]
         if unknown:
             accepted = ", ".join(parameters) or "none"
             raise InvalidInputError(f"{self.kind.key} {self.name!r} has no option {unknown[0]!r}; its options: {accepted}")
-        return self.cls(**options)
+        try:
+            return self.cls(**options)
+        except CrystalGFError:
+            raise
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - a plugin's own failure, named
+            raise PluginFailedError(f"{self.kind.title} {self.name!r}", "to start", error) from error
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ class PluginRegistry:
         for name, plugin, package, version in plugins:
             try:
                 self._manager.register(plugin, name=name)
-            except Exception as error:  # noqa: BLE001 - a bad plugin must not break the others
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - a bad plugin must not break the others
                 self.broken.append(BrokenPlugin(name, package, _describe(error)))
                 continue
             packages[name] = (package, version)
@@ -112,7 +119,7 @@ class PluginRegistry:
                     if command.name in commands:
                         raise ValueError(f"command {command.name!r} is already registered")
                     commands[command.name] = command
-            except Exception as error:  # noqa: BLE001 - a bad plugin must not break the others
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - a bad plugin must not break the others
                 self.broken.append(BrokenPlugin(impl.plugin_name, package, _describe(error)))
         return commands
 
@@ -126,7 +133,7 @@ class PluginRegistry:
             version = entry_point.dist.version if entry_point.dist else "?"
             try:
                 loaded.append((entry_point.name, entry_point.load(), package, version))
-            except Exception as error:  # noqa: BLE001 - report by name, keep going
+            except (Exception, SystemExit) as error:  # noqa: BLE001 - report by name, keep going (sys.exit too)
                 broken.append(BrokenPlugin(entry_point.name, package, _describe(error)))
         registry = cls(loaded)
         registry.broken[:0] = broken
@@ -138,7 +145,7 @@ class PluginRegistry:
             package, version = packages.get(impl.plugin_name, ("?", "?"))
             try:
                 classes = impl.function() or []
-            except Exception as error:  # noqa: BLE001
+            except (Exception, SystemExit) as error:  # noqa: BLE001
                 self.broken.append(BrokenPlugin(impl.plugin_name, package, _describe(error)))
                 continue
             for plugin_cls in classes:

@@ -30,7 +30,14 @@ INPUT_MODES: dict[str, tuple[str, str]] = {
 }
 """The method's four input modes of G: composition kind and target property."""
 
-_NON_NEGATIVE = {"band_gap"}
+PROPERTY_BOUNDS: dict[str, tuple[float, float]] = {"band_gap": (0.0, 30.0), "formation_energy_per_atom": (-20.0, 10.0)}
+"""The physical range of each target property (in its unit): a target outside it is an input error.
+Generous on purpose (known crystals: band gaps up to ~17 eV in Materials Project, formation energies
+from about -4.5 to +4.5 eV/atom); they catch typos and unit mix-ups such as ``--band-gap 1e9``."""
+
+MAX_STRUCTURES = 100_000
+"""Most structures one ``crystalgf run`` or ``crystalgf generate`` makes (``-n``, times the number of
+constraints for ``generate``): split larger jobs into several runs."""
 
 
 class _Record(BaseModel):
@@ -93,8 +100,10 @@ class PropertyTarget(_Record):
         numbers = [x for x in (self.value, self.minimum, self.maximum) if x is not None]
         if not all(math.isfinite(x) for x in numbers):
             raise InvalidInputError(f"{self.name} must be a finite number")
-        if self.name in _NON_NEGATIVE and min(numbers) < 0:
-            raise InvalidInputError(f"{self.name} cannot be negative (got {min(numbers)} {unit})")
+        low, high = PROPERTY_BOUNDS[self.name]
+        outside = [x for x in numbers if not low <= x <= high]
+        if outside:
+            raise InvalidInputError(f"{self.name} must be from {low:g} to {high:g} {unit} (got {outside[0]:g} {unit})")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise InvalidInputError(f"{self.name} interval {self.minimum}:{self.maximum} has minimum above maximum")
         return self

@@ -8,19 +8,21 @@ import click
 import torch
 
 from crystalgf.datasets import StructureTable, open_csv
+from crystalgf.config import PATH
 from crystalgf.errors import InvalidInputError, check_device
 from crystalgf.output import check_output_directory
 from crystalgf.progress import progress_bar
+from crystalgf_diffusion.checkpoint import load_training_state
 from crystalgf_diffusion.data import collate
 from crystalgf_diffusion.dataset import PROPERTY_CHOICES, load_samples
 from crystalgf_diffusion.model import DenoiserConfig
-from crystalgf_diffusion.train import TrainingSettings, train
+from crystalgf_diffusion.train import STATE_FILE, TrainingSettings, train
 
 
 @click.command("h")
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
+@click.option("--data", "data", multiple=True, required=True, type=PATH,
               help="Training CSV (material_id, cif, property columns); repeat for several.")
-@click.option("--validation", type=click.Path(path_type=Path), help="Validation CSV (loss tracked each epoch).")
+@click.option("--validation", type=PATH, help="Validation CSV (loss tracked each epoch).")
 @click.option("--property", "conditioning", type=click.Choice(sorted(PROPERTY_CHOICES)), default="none",
               show_default=True, help="Properties to condition on (all: band gap and formation energy).")
 @click.option("--preset", type=click.Choice(["small", "full"]), default="small", show_default=True,
@@ -35,7 +37,7 @@ from crystalgf_diffusion.train import TrainingSettings, train
 @click.option("--device", default="auto", show_default=True,
               help="cpu, cuda, cuda:N, or auto (a GPU where torch sees one).")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Checkpoint directory.")
+@click.option("-o", "--output", required=True, type=PATH, help="Checkpoint directory.")
 @click.option("--resume", is_flag=True, help="Continue the training state in the output directory.")
 def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, preset: str, epochs: int,
             batch_size: int, patience: int | None, limit: int | None, max_minutes: float | None, device: str, seed: int,
@@ -49,8 +51,10 @@ def train_h(data: tuple[Path, ...], validation: Path | None, conditioning: str, 
         open_csv(path, StructureTable.required)  # every input readable before anything is written
     if not resume:
         check_output_directory(output, overwrite=False)
-    elif not (output / "train_state.pt").is_file():
+    elif not (output / STATE_FILE).is_file():
         raise InvalidInputError(f"{output} holds no training state to resume")
+    else:
+        load_training_state(output / STATE_FILE)  # safe and sound before the data are read
     cache = output / "cache"
     progress = progress_bar()
     with progress:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -18,7 +17,7 @@ from crystalgf.schema import Constraint
 from crystalgf.symmetry.detect import detect_space_group
 from crystalgf.validity import structure_valid
 from crystalgf_diffusion.batch import to_device
-from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, sampling_settings
+from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config, sampling_settings
 from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
 
@@ -57,7 +56,7 @@ class DiffusionGenerator(StructureGenerator):
                 f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
                 "train one with crystalgf train h",
             )
-        noise, steps = sampling_settings(json.loads((self.checkpoint / CONFIG_FILE).read_text()), noise, steps)
+        noise, steps = sampling_settings(read_config(self.checkpoint), noise, steps)
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
                                               ("steps", steps, 1, True), ("batch_size", batch_size, 1, True),
                                               ("retries", retries, 0, True)):
@@ -65,6 +64,7 @@ class DiffusionGenerator(StructureGenerator):
         self.steps, self.guidance, self.noise, self.batch_size = steps, guidance, noise, batch_size
         self.retries = retries
         self.device = check_device(device, torch.cuda.is_available())
+        self._model  # noqa: B018 - load and check the checkpoint now, before anything is written
 
     @cached_property
     def _model(self):

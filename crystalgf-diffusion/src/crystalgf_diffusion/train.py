@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from crystalgf.manifest import now, package_versions
-from crystalgf_diffusion.checkpoint import save_checkpoint
+from crystalgf.errors import InvalidInputError, describe_exception
+from crystalgf_diffusion.checkpoint import load_training_state, save_checkpoint
 from crystalgf_diffusion.batch import select, to_device
 from crystalgf_diffusion.diffusion import prepare, training_loss
 from crystalgf_diffusion.lattice import BIASES, MASKS
@@ -69,13 +70,17 @@ def train(model_config: DenoiserConfig, train_batch: dict[str, torch.Tensor],
     generator = torch.Generator().manual_seed(settings.seed)
     state_path = directory / STATE_FILE
     if state_path.is_file():  # resume
-        state = torch.load(state_path, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        generator.set_state(state["noise_rng"].cpu())
+        state = load_training_state(state_path)
+        try:
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            generator.set_state(state["noise_rng"].cpu())
+        except Exception as error:  # noqa: BLE001 - another network (--preset) or a foreign state
+            raise InvalidInputError(f"{state_path}: does not fit this training (same --preset and --property?): "
+                                    f"{describe_exception(error)}") from None
         start = int(state["epoch"])
         history = json.loads((directory / "history.json").read_text()) if (directory / "history.json").is_file() else []
     data = to_device(train_batch, device)

@@ -11,7 +11,7 @@ import click
 from rich.console import Console
 from crystalgf.progress import progress_bar
 
-from crystalgf.config import parse_options
+from crystalgf.config import PATH, parse_options
 from crystalgf.datasets import ConstraintTable
 from crystalgf.errors import InvalidInputError, UnknownPluginError
 from crystalgf.manifest import new_manifest, now, write_json
@@ -39,9 +39,9 @@ def _metric_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 
 @click.command("evaluate")
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path),
+@click.option("--input", "input_path", required=True, type=PATH,
               help="A run directory, a structure CSV, or a constraints.jsonl from crystalgf constrain.")
-@click.option("--reference", type=click.Path(path_type=Path),
+@click.option("--reference", type=PATH,
               help="Reference structures (CSV with material_id, cif), or true constraints for a constraints.jsonl.")
 @click.option("--reference-limit", type=click.IntRange(min=1), help="Use only the first N reference rows.")
 @click.option("--metrics", help="Comma-separated evaluators [default: all installed].")
@@ -51,9 +51,9 @@ def _metric_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--relaxer-option", "relaxer_options", multiple=True, metavar="KEY=VALUE",
               help="Option of the relaxer, e.g. steps=100 (steps=0: energies of the structures as given).")
 @click.option("--option", "metric_options", multiple=True, metavar="METRIC.KEY=VALUE", help="Option of a metric.")
-@click.option("--vasp", "vasp_dir", type=click.Path(path_type=Path), help="Read finished VASP runs (<id>/vasprun.xml).")
+@click.option("--vasp", "vasp_dir", type=PATH, help="Read finished VASP runs (<id>/vasprun.xml).")
 @click.option("--elemental-references", help="MP elemental reference entries (json.gz) for hulls and DFT formation energies.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Report directory.")
+@click.option("-o", "--output", required=True, type=PATH, help="Report directory.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty report directory (the cache is reused).")
 def evaluate(input_path: Path, reference: Path | None, reference_limit: int | None, metrics: str | None,
              predictors: tuple[str, ...], relaxer: str, relaxer_options: tuple[str, ...], metric_options: tuple[str, ...], vasp_dir: Path | None,
@@ -139,17 +139,20 @@ def _short(value: Any) -> str:
 
 
 @click.command("export-vasp")
-@click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), help="A run directory.")
-@click.option("--ids", help="Comma-separated record ids [default: all].")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
+@click.option("--input", "input_path", required=True, type=PATH, help="A run directory.")
+@click.option("--ids", help="Comma-separated record ids [default: all; an empty list is an error].")
+@click.option("-o", "--output", required=True, type=PATH)
 @click.option("--overwrite", is_flag=True)
 def export_vasp(input_path: Path, ids: str | None, output: Path, overwrite: bool) -> None:
     """Write VASP inputs (MPRelaxSet, PBE, ENCUT 520 eV) for chosen structures of a run."""
     if not input_path.is_dir():
         raise InvalidInputError(f"{input_path}: not a run directory")
+    if ids is not None and not all(i.strip() for i in ids.split(",")):
+        raise InvalidInputError(f"--ids {ids!r} names an empty id; give comma-separated record ids, or leave "
+                                "--ids out for all")
     check_output_directory(output, overwrite)
     batch, _ = load_run(input_path)
-    wanted = [i.strip() for i in ids.split(",")] if ids else batch.ids
+    wanted = [i.strip() for i in ids.split(",")] if ids is not None else batch.ids
     unknown = [i for i in wanted if i not in batch.ids]
     if unknown:
         raise InvalidInputError(f"no record {unknown[0]!r} in {input_path}")

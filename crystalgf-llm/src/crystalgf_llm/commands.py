@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from crystalgf.config import PATH
 from crystalgf.errors import InvalidInputError, check_device
 from crystalgf.manifest import sha256_file
 from crystalgf.output import check_output_directory
@@ -19,7 +20,7 @@ from crystalgf_llm.instructions import SPLITS, TASKS, build_records, read_labell
 from crystalgf_llm.prompts import LANGUAGES, PromptBuilder
 from crystalgf_llm.retrieval import NeighbourIndex
 
-_data = click.option("--data", "data", multiple=True, required=True, type=click.Path(path_type=Path),
+_data = click.option("--data", "data", multiple=True, required=True, type=PATH,
                      help="constraints.csv, or a structure CSV with --dataset cdvae-csv; repeat for several.")
 _dataset = click.option("--dataset", default="crystalgf-constraints", show_default=True,
                         help="Dataset reader (see `crystalgf plugins`).")
@@ -49,7 +50,7 @@ def _read(data: tuple[Path, ...], dataset: str, split: str):
 @click.option("--task", "tasks", multiple=True, type=click.Choice(TASKS), help="Tasks (default: both).")
 @_language
 @_neighbours
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Alpaca JSON file to write.")
+@click.option("-o", "--output", required=True, type=PATH, help="Alpaca JSON file to write.")
 def g_data(data, dataset, split, modes, tasks, language, neighbours, output) -> None:
     """Write G's instruction data (Alpaca JSON, as LLaMA-Factory reads it)."""
     if output.exists():
@@ -79,7 +80,7 @@ def g_data(data, dataset, split, modes, tasks, language, neighbours, output) -> 
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16"]), default="auto", show_default=True,
               help="Base model weights (the LoRA weights are float32); auto: bfloat16.")
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Adapter directory.")
+@click.option("-o", "--output", required=True, type=PATH, help="Adapter directory.")
 @click.option("--resume", is_flag=True, help="Continue the training state in the output directory.")
 @click.option("--stop-after", type=click.IntRange(min=1), help="End after this epoch of the schedule (resumable).")
 def train_g(data, dataset, backbone, weights, language, neighbours, epochs, batch_size, learning_rate, rank,

@@ -16,6 +16,7 @@ from crystalgf.symmetry.assignment import (
 from crystalgf.symmetry.wyckoff import (
     WyckoffPosition,
     WyckoffSite,
+    centring_factor,
     crystal_system,
     equivalent_letter_maps,
     space_group_symbol,
@@ -27,6 +28,7 @@ __all__ = [
     "check_wyckoff_assignment",
     "WyckoffPosition",
     "WyckoffSite",
+    "centring_factor",
     "crystal_system",
     "equivalent_letter_maps",
     "has_wyckoff_assignment",

@@ -73,6 +73,15 @@ def space_group_symbol(space_group: int) -> str:
     return pyxtal_group(space_group).symbol
 
 
+CENTRING_FACTORS = {"P": 1, "A": 2, "B": 2, "C": 2, "I": 2, "F": 4, "R": 3}
+"""Lattice points per conventional cell by centring letter (R: the hexagonal axes pyxtal's tables use)."""
+
+
+def centring_factor(space_group: int) -> int:
+    """How many primitive cells the group's conventional cell holds: 1 (P), 2 (A, B, C, I), 3 (R), 4 (F)."""
+    return CENTRING_FACTORS[space_group_symbol(space_group)[0]]
+
+
 def crystal_system(space_group: int) -> str:
     """Crystal system: triclinic, monoclinic, orthorhombic, tetragonal, trigonal, hexagonal or cubic."""
     return pyxtal_group(space_group).lattice_type
