@@ -253,7 +253,8 @@ class ForestGenerator(PriorGenerator):
                     if atoms <= centring_factor(group) * query.max_atoms:  # the primitive cell fits
                         joint.setdefault(group, {})[z] = log_p_size + log_p
             marginal = {group: _log_sum_exp(by_size.values()) for group, by_size in joint.items()}
-            self._learned[query] = marginal
+            total = _log_sum_exp(marginal.values())  # the cells whose primitive cell fits
+            self._learned[query] = {group: score - total for group, score in marginal.items()}
             self._cell_sizes[query] = {group: {z: score - marginal[group] for z, score in by_size.items()}
                                        for group, by_size in joint.items()}
 

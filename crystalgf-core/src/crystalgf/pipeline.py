@@ -56,16 +56,16 @@ def _call(plugin: str, doing: str, function: Callable[..., Any], *arguments: Any
 
 def _dishonoured(request: GenerationRequest, constraint: Constraint) -> str | None:
     counts = constraint.counts
-    if request.exact_cell and counts != request.counts:
-        return f"the request asked for exactly the cell {request.formula}"
+    if request.exact_cell and not request.allows_cell(counts, constraint.space_group):
+        return f"the request asked for exactly the cell {request.formula} (conventional, or primitive of a centred group)"
     if request.formula is not None and reduce_counts(counts)[0] != reduce_counts(request.counts)[0]:
         return f"the request asked for the ratio of {request.formula}"
     if request.elements is not None and set(counts) != set(request.elements):
         return f"the request asked for the elements {'-'.join(request.elements)}"
     if request.space_group is not None and constraint.space_group != request.space_group:
         return f"the request fixed space group {request.space_group}"
-    if sum(counts.values()) > request.max_atoms:
-        return f"the request allows at most {request.max_atoms} atoms per cell"
+    if not request.exact_cell and constraint.primitive_atoms > request.max_atoms:
+        return f"the request allows at most {request.max_atoms} atoms per primitive cell"
     return None
 
 

@@ -12,12 +12,21 @@ import json
 import math
 from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.formula import format_formula, parse_elements, parse_formula, reduce_counts
 from crystalgf.symmetry.assignment import check_wyckoff_assignment
-from crystalgf.symmetry.wyckoff import WyckoffSite, check_space_group, split_label
+from crystalgf.symmetry.wyckoff import WyckoffSite, centring_factor, check_space_group, split_label
 
 PROPERTY_UNITS: dict[str, str] = {"band_gap": "eV", "formation_energy_per_atom": "eV/atom"}
 """Target properties every stage understands, with their units."""
@@ -157,9 +166,13 @@ def _normalise_formula(formula: str) -> str:
 
 
 MAX_CELL_ATOMS = 200
-"""Most atoms per conventional cell that a request may allow: G's search over cells and Wyckoff
-assignments grows fast with the cell (the shipped generators learned from conventional cells of at
-most 68 atoms)."""
+"""Most atoms per cell that a request may allow (``max_atoms``, primitive) and that G may place in a
+conventional cell: G's search over cells and Wyckoff assignments grows fast with the cell (the shipped
+generators learned from conventional cells of at most 68 atoms)."""
+
+DEFAULT_MAX_ATOMS = 30
+"""Default ``max_atoms`` (primitive cell): enough for olivine (28 atoms), spinel (14) and corundum (10)."""
+
 
 Targets = Annotated[dict[str, PropertyTarget], AfterValidator(_check_properties)]
 """Property name -> target, the name repeated in each target."""
@@ -171,8 +184,10 @@ Formula = Annotated[str, AfterValidator(_normalise_formula)]
 class GenerationRequest(_Record):
     """What a user asks G for: a formula (ratio fixed) or an element set (ratio free), plus targets.
 
-    In formula mode G may choose the number of formula units per cell (at most ``max_atoms``),
-    unless ``exact_cell`` makes the formula the exact cell content (the method's "full formula");
+    In formula mode G may choose the number of formula units per cell (at most ``max_atoms`` atoms in
+    the primitive cell, so a centred group's conventional cell may hold 2, 3 or 4 times as many),
+    unless ``exact_cell`` makes the formula the exact cell content (the method's "full formula"): the
+    conventional cell, or the primitive cell of a centred group, whose conventional cell G then proposes;
     ``space_group`` fixes the group, leaving G only the Wyckoff sites.
     """
 
@@ -181,7 +196,7 @@ class GenerationRequest(_Record):
     elements: tuple[str, ...] | None = None
     properties: Targets = Field(default_factory=dict)
     space_group: int | None = None
-    max_atoms: int = 20
+    max_atoms: int = DEFAULT_MAX_ATOMS
     exact_cell: bool = False
 
     @field_validator("elements", mode="before")
@@ -204,7 +219,7 @@ class GenerationRequest(_Record):
             raise InvalidInputError("exact_cell needs a formula, not an element set")
         if not 1 <= self.max_atoms <= MAX_CELL_ATOMS:
             raise InvalidInputError(f"max_atoms must be from 1 to {MAX_CELL_ATOMS} (got {self.max_atoms})")
-        if self.formula is not None and sum(self.counts.values()) > self.max_atoms:
+        if self.formula is not None and sum(self.counts.values()) > (MAX_CELL_ATOMS if self.exact_cell else self.max_atoms):
             raise InvalidInputError(
                 f"formula {self.formula} has {sum(self.counts.values())} atoms, more than max_atoms={self.max_atoms}"
             )
@@ -222,14 +237,24 @@ class GenerationRequest(_Record):
             raise ValueError("an element-set request has no counts")
         return parse_formula(self.formula)
 
-    def cell_options(self, ratio: dict[str, int] | None = None) -> list[dict[str, int]]:
-        """Cell contents G may choose: the exact cell, or ``ratio`` (default: the reduced formula)
-        times 1, 2, ... formula units up to ``max_atoms`` atoms."""
+    def cell_options(self, ratio: dict[str, int] | None = None, centring: int = 1) -> list[dict[str, int]]:
+        """Conventional cell contents G may choose in a group whose conventional cell holds ``centring``
+        primitive cells (:func:`~crystalgf.symmetry.centring_factor`): the exact cell read as the
+        conventional cell and, in a centred group, as the primitive one; or ``ratio`` (default: the
+        reduced formula) times 1, 2, ... formula units up to ``max_atoms`` atoms per primitive cell."""
         if self.exact_cell:
-            return [self.counts]
+            cells = [self.counts]
+            if centring > 1 and centring * sum(self.counts.values()) <= MAX_CELL_ATOMS:
+                cells.append({element: centring * n for element, n in self.counts.items()})
+            return cells
         ratio = ratio or reduce_counts(self.counts)[0]
         atoms = sum(ratio.values())
-        return [{element: n * z for element, n in ratio.items()} for z in range(1, self.max_atoms // atoms + 1)]
+        largest = min(centring * self.max_atoms, MAX_CELL_ATOMS)
+        return [{element: n * z for element, n in ratio.items()} for z in range(1, largest // atoms + 1)]
+
+    def allows_cell(self, counts: dict[str, int], space_group: int) -> bool:
+        """Whether a conventional cell in a group is one of the request's :meth:`cell_options`."""
+        return counts in self.cell_options(reduce_counts(counts)[0], centring_factor(space_group))
 
     @property
     def composition_text(self) -> str:
@@ -240,7 +265,8 @@ class GenerationRequest(_Record):
 class Constraint(_Record):
     """What G proposes and H must obey: a cell formula, a space group and the Wyckoff site of every orbit.
 
-    ``cell_formula`` (JSON ``formula``) counts atoms in the conventional cell, e.g. ``Sc2Ni6``;
+    ``cell_formula`` (JSON ``formula``) counts atoms in the conventional cell, e.g. ``Sc2Ni6``
+    (:attr:`primitive_atoms` counts the primitive cell);
     ``wyckoff_sites`` (JSON ``wyckoff``) lists ``[element, "2c"]`` pairs whose multiplicities sum
     exactly to those counts.
     """
@@ -257,6 +283,13 @@ class Constraint(_Record):
     @classmethod
     def _check_space_group(cls, space_group: Any) -> int:
         return check_space_group(space_group)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "primitive_atoms" in data:
+            data = {key: value for key, value in data.items() if key != "primitive_atoms"}
+        return data
 
     @field_validator("wyckoff_sites", mode="before")
     @classmethod
@@ -283,6 +316,13 @@ class Constraint(_Record):
     def counts(self) -> dict[str, int]:
         """Element -> atoms per conventional cell."""
         return parse_formula(self.cell_formula)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def primitive_atoms(self) -> int:
+        """Atoms in the primitive cell: the conventional cell's over the group's centring factor
+        (written with the constraint; derived, so ignored when read)."""
+        return sum(self.counts.values()) // centring_factor(self.space_group)
 
     @property
     def wyckoff_text(self) -> str:
@@ -319,7 +359,10 @@ class GeneratedCrystal(_Record):
     ``request_id`` names the request or constraint line it answers (the key for pairing with
     ground truth); ``request`` is the request itself where G ran in the same job.
     ``space_group_by_symprec`` maps spglib tolerances (``"0.1"``, ``"0.01"``) to the detected
-    international number (``None`` where spglib found none).
+    international number (``None`` where spglib found none). ``plausible``, ``min_distance_ratio``,
+    ``closest_pair`` and ``min_distance`` (Å) report the structure's closest pair against the plausibility
+    criterion of :mod:`crystalgf.validity` (every pair at least 0.7 x the sum of its covalent radii; a run
+    writes only structures that meet it; absent in records of earlier versions).
     """
 
     id: str
@@ -334,6 +377,22 @@ class GeneratedCrystal(_Record):
     seed: int
     generators: dict[str, PluginVersion]
     energy_per_atom: float | None = None
+    plausible: bool | None = None
+    min_distance_ratio: float | None = None
+    closest_pair: str | None = None
+    min_distance: float | None = None
+    plausible: bool | None = None
+    min_distance_ratio: float | None = None
+    closest_pair: str | None = None
+    min_distance: float | None = None
+    plausible: bool | None = None
+    min_distance_ratio: float | None = None
+    closest_pair: str | None = None
+    min_distance: float | None = None
+    plausible: bool | None = None
+    min_distance_ratio: float | None = None
+    closest_pair: str | None = None
+    min_distance: float | None = None
 
     @property
     def composition_matches(self) -> bool:
