@@ -46,13 +46,14 @@ def _metric_options(pairs: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--reference-limit", type=click.IntRange(min=1), help="Use only the first N reference rows.")
 @click.option("--metrics", help="Comma-separated evaluators [default: all installed].")
 @click.option("--predictor", "predictors", multiple=True, metavar="PROPERTY=NAME",
-              help="Predictor per property [default: band_gap=megnet-bandgap, formation_energy_per_atom=megnet-eform].")
+              help="Predictor per property [default: band_gap=megnet-bandgap, formation_energy_per_atom=chgnet-eform].")
 @click.option("--relaxer", default="chgnet", show_default=True, help="Relaxer for stability (S.U.N.).")
 @click.option("--relaxer-option", "relaxer_options", multiple=True, metavar="KEY=VALUE",
               help="Option of the relaxer, e.g. steps=100 (steps=0: energies of the structures as given).")
 @click.option("--option", "metric_options", multiple=True, metavar="METRIC.KEY=VALUE", help="Option of a metric.")
 @click.option("--vasp", "vasp_dir", type=PATH, help="Read finished VASP runs (<id>/vasprun.xml).")
-@click.option("--elemental-references", help="MP elemental reference entries (json.gz) for hulls and DFT formation energies.")
+@click.option("--elemental-references", help="MP elemental reference entries (json.gz) for hulls and formation "
+              "energies [default: $CRYSTALGF_ELEMENTAL_REFERENCES, else the packaged copy].")
 @click.option("-o", "--output", required=True, type=PATH, help="Report directory.")
 @click.option("--overwrite", is_flag=True, help="Write into a non-empty report directory (the cache is reused).")
 def evaluate(input_path: Path, reference: Path | None, reference_limit: int | None, metrics: str | None,
@@ -102,6 +103,8 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
                                     f"({', '.join(names)}) nor a chosen predictor ({', '.join(chosen.values())})")
     if elemental_references and "sun" in names:
         options.setdefault("sun", {}).setdefault("elemental_references", elemental_references)
+    if elemental_references and "chgnet-eform" in chosen.values():
+        options.setdefault("chgnet-eform", {}).setdefault("elemental_references", elemental_references)
     evaluators = {name: registry.create("evaluator", name, **options.get(name, {})) for name in names}
     factories = {prop: (lambda name=name: registry.create("predictor", name, **options.get(name, {})))
                  for prop, name in chosen.items() if name in known}

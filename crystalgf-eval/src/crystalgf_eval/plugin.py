@@ -15,7 +15,13 @@ from crystalgf_eval.metrics.matching import MatchRate
 from crystalgf_eval.metrics.stability import StabilityUniquenessNovelty
 from crystalgf_eval.metrics.targeting import PropertyTargeting
 from crystalgf_eval.metrics.validity import Validity
-from crystalgf_eval.predictors import ChgnetEnergy, M3gnetFormationEnergy, MegnetBandGap, MegnetFormationEnergy
+from crystalgf_eval.predictors import (
+    ChgnetEnergy,
+    ChgnetFormationEnergy,
+    M3gnetFormationEnergy,
+    MegnetBandGap,
+    MegnetFormationEnergy,
+)
 from crystalgf_eval.relax import ChgnetRelaxer
 
 
@@ -26,7 +32,7 @@ def crystalgf_add_relaxers() -> list[type[Relaxer]]:
 
 @hookimpl
 def crystalgf_add_property_predictors() -> list[type[PropertyPredictor]]:
-    return [MegnetBandGap, MegnetFormationEnergy, M3gnetFormationEnergy, ChgnetEnergy]
+    return [MegnetBandGap, ChgnetFormationEnergy, MegnetFormationEnergy, M3gnetFormationEnergy, ChgnetEnergy]
 
 
 @hookimpl

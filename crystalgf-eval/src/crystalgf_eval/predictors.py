@@ -2,8 +2,12 @@
 
 matgl models load offline from a folder holding matgl's pretrained-model folders (each with
 ``model.json``, ``model.pt``, ``state.pt``): the ``model_dir`` option, else
-``$CRYSTALGF_MATGL_MODELS``, else matgl's cache ``~/.cache/matgl``. Checkpoints are read with
-``weights_only=True`` only.
+``$CRYSTALGF_MATGL_MODELS``, else the copies packaged with crystalgf-eval (the two MEGNet models,
+BSD-3, see ``crystalgf_eval/data/NOTICE``), else matgl's download cache ``~/.cache/matgl``.
+Checkpoints are read with ``weights_only=True`` only.
+
+``chgnet-eform`` needs no download at all: CHGNet's energy (weights inside the chgnet package) minus
+the MP elemental reference energies (packaged), i.e. a formation energy on the MP2020 scale.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from crystalgf.interfaces import PropertyPredictor
 
 ENVIRONMENT_VARIABLE = "CRYSTALGF_MATGL_MODELS"
 MATGL_CACHE = Path.home() / ".cache" / "matgl"
+PACKAGED_MODELS = Path(__file__).parent / "data" / "matgl"
 
 
 class MatglPredictor(PropertyPredictor):
@@ -34,15 +39,16 @@ class MatglPredictor(PropertyPredictor):
     model_name: ClassVar[str]
 
     def __init__(self, model_dir: str | None = None):
-        candidates = [Path(p) / self.model_name for p in (model_dir, os.environ.get(ENVIRONMENT_VARIABLE)) if p]
-        candidates = candidates or [MATGL_CACHE / self.model_name]
-        self.path = candidates[0]
-        if not (self.path / "model.pt").is_file():
+        named = [Path(p) / self.model_name for p in (model_dir, os.environ.get(ENVIRONMENT_VARIABLE)) if p]
+        candidates = named[:1] or [PACKAGED_MODELS / self.model_name, MATGL_CACHE / self.model_name]
+        found = [path for path in candidates if (path / "model.pt").is_file()]
+        if not found:
             raise MissingWeightsError(
-                f"predictor {self.name}", [self.path],
+                f"predictor {self.name}", candidates,
                 f"put matgl's {self.model_name} folder there, or pass --option {self.name}.model_dir=DIR / set "
                 f"{ENVIRONMENT_VARIABLE} to the folder that holds it",
             )
+        self.path = found[0]
 
     def weights_files(self) -> list[Path]:
         return sorted(self.path.glob("*.pt"))
@@ -141,6 +147,11 @@ class M3gnetFormationEnergy(MatglPredictor):
         return model
 
 
+def _as_list(predictions: Any) -> list[dict[str, Any]]:
+    """CHGNet's ``predict_structure`` answers a list of one structure with a bare dict."""
+    return [predictions] if isinstance(predictions, dict) else list(predictions)
+
+
 class ChgnetEnergy(PropertyPredictor):
     """CHGNet energy per atom of the structure as given (no relaxation), eV/atom."""
 
@@ -159,5 +170,67 @@ class ChgnetEnergy(PropertyPredictor):
     def predict(self, structures: Sequence[Structure]) -> list[float | None]:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
-            predictions = self._model.predict_structure(list(structures), task="e", batch_size=16)
+            predictions = _as_list(self._model.predict_structure(list(structures), task="e", batch_size=16))
         return [float(p["e"]) for p in predictions]
+
+
+class ChgnetFormationEnergy(PropertyPredictor):
+    """Formation energy per atom on the MP2020 scale, eV/atom: CHGNet's energy per atom minus the MP
+    elemental reference energies (both ship with the packages; nothing is downloaded).
+
+    CHGNet was trained on MP's MP2020-corrected energies, so these formation energies are on the scale
+    of Materials Project's ``formation_energy_per_atom`` (measured in docs/predictors.md). ``steps`` > 0
+    first relaxes each structure with CHGNet, keeping its symmetry (FIRE to ``fmax`` eV/Å); the default
+    judges the structure as given. ``None`` for a structure with an element that has no reference or
+    that CHGNet cannot take (e.g. an atom with no neighbour within its cutoff).
+    """
+
+    name = "chgnet-eform"
+    description = "CHGNet energy minus MP elemental references (packaged): MP2020-scale formation energy, eV/atom"
+    property_name = "formation_energy_per_atom"
+    unit = "eV/atom"
+
+    def __init__(self, steps: int = 0, fmax: float = 0.1, elemental_references: str | None = None,
+                 device: str = "cpu"):
+        from crystalgf_eval.references import elemental_energies, locate
+        from crystalgf_eval.relax import ChgnetRelaxer
+
+        self.relaxer = ChgnetRelaxer(fmax=fmax, steps=steps, device=device)  # checks the options
+        self.references_path = locate(elemental_references)
+        self.energies = elemental_energies(self.references_path)
+
+    def weights_files(self) -> list[Path]:
+        return [*self.relaxer.weights_files(), self.references_path]
+
+    def energies_per_atom(self, structures: Sequence[Structure]) -> list[float | None]:
+        """CHGNet energy per atom of each structure (after relaxation where ``steps`` > 0)."""
+        if self.relaxer.steps > 0:
+            values: list[float | None] = []
+            for structure in structures:
+                try:
+                    values.append(self.relaxer.relax([structure], fix_symmetry=True)[0].energy_per_atom)
+                except (ValueError, RuntimeError):  # a graph CHGNet cannot build
+                    values.append(None)
+            return values
+        model = self.relaxer._model
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:
+                predictions = _as_list(model.predict_structure(list(structures), task="e", batch_size=16))
+                return [float(p["e"]) for p in predictions]
+            except (ValueError, RuntimeError):  # one structure the batch cannot take: judge one by one
+                return [self._energy_one(model, structure) for structure in structures]
+
+    @staticmethod
+    def _energy_one(model: Any, structure: Structure) -> float | None:
+        try:
+            return float(model.predict_structure(structure, task="e")["e"])
+        except (ValueError, RuntimeError):
+            return None
+
+    def predict(self, structures: Sequence[Structure]) -> list[float | None]:
+        from crystalgf_eval.references import formation_energy_per_atom
+
+        return [None if energy is None or not math.isfinite(energy) else
+                formation_energy_per_atom(structure.composition, energy, self.energies)
+                for structure, energy in zip(structures, self.energies_per_atom(structures))]

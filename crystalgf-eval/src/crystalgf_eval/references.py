@@ -1,7 +1,10 @@
 """Materials Project elemental reference energies for convex hulls: locate, verify, download.
 
 The file is matbench-discovery's ``2023-02-07-mp-elemental-reference-entries.json.gz`` (MIT):
-the lowest-energy MP entry of each element (MP2020-compatible energies, no structures).
+the lowest-energy MP entry of each element (MP2020-compatible energies, no structures). A copy
+ships inside this package (``crystalgf_eval/data``, with its license), so a fresh install needs no
+download; a path the user names, ``$CRYSTALGF_ELEMENTAL_REFERENCES`` or a downloaded copy in the user
+cache take precedence.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import urllib.request
 from pathlib import Path
 
+from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
 from crystalgf.errors import InvalidInputError, MissingWeightsError
@@ -22,6 +26,7 @@ URL = f"https://raw.githubusercontent.com/janosh/matbench-discovery/main/data/mp
 SHA256 = "9fd6ef848a91c88840a0d1709b5856d0edb4af22095237e59db52f2acd6bbf79"
 ENVIRONMENT_VARIABLE = "CRYSTALGF_ELEMENTAL_REFERENCES"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "crystalgf" / FILE_NAME
+PACKAGED = Path(__file__).parent / "data" / FILE_NAME
 
 
 def _sha256(path: Path) -> str:
@@ -29,15 +34,18 @@ def _sha256(path: Path) -> str:
 
 
 def locate(path: str | Path | None = None) -> Path:
-    """The reference file: ``path``, else ``$CRYSTALGF_ELEMENTAL_REFERENCES``, else the user cache."""
-    candidates = [Path(p) for p in (path, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [CACHE]
-    if not candidates[0].is_file():
-        raise MissingWeightsError(
-            "elemental references", candidates,
-            f"download them with python -m crystalgf_eval.references (to {CACHE}) or point "
-            f"{ENVIRONMENT_VARIABLE} at {FILE_NAME}",
-        )
-    return candidates[0]
+    """The reference file: ``path``, else ``$CRYSTALGF_ELEMENTAL_REFERENCES`` (either must exist), else
+    the downloaded copy in the user cache, else the copy packaged with crystalgf-eval."""
+    named = [Path(p) for p in (path, os.environ.get(ENVIRONMENT_VARIABLE)) if p]
+    candidates = named[:1] or [CACHE, PACKAGED]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise MissingWeightsError(
+        "elemental references", candidates,
+        f"download them with python -m crystalgf_eval.references (to {CACHE}) or point "
+        f"{ENVIRONMENT_VARIABLE} at {FILE_NAME}",
+    )
 
 
 def load_elemental_references(path: Path) -> dict[str, ComputedEntry]:
@@ -47,6 +55,21 @@ def load_elemental_references(path: Path) -> dict[str, ComputedEntry]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         data = json.load(handle)
     return {element: ComputedEntry.from_dict(entry) for element, entry in data.items()}
+
+
+def elemental_energies(path: str | Path | None = None) -> dict[str, float]:
+    """Element -> MP2020-compatible energy per atom (eV/atom) of its reference entry (file as :func:`locate`)."""
+    return {element: entry.energy_per_atom for element, entry in load_elemental_references(locate(path)).items()}
+
+
+def formation_energy_per_atom(composition: Composition, energy_per_atom: float,
+                              energies: dict[str, float]) -> float | None:
+    """Formation energy per atom (eV/atom) of a compound with this total energy per atom against the
+    elemental ``energies``; ``None`` when an element has no reference."""
+    fractions = composition.fractional_composition
+    if any(element.symbol not in energies for element in fractions):
+        return None
+    return energy_per_atom - sum(energies[element.symbol] * x for element, x in fractions.items())
 
 
 def fetch(destination: Path = CACHE) -> Path:

@@ -14,8 +14,10 @@ from rich.progress import Progress
 from crystalgf.interfaces import NotApplicable, PropertyPredictor, Relaxation, Relaxer
 from crystalgf.manifest import write_json
 
-DEFAULT_PREDICTORS = {"band_gap": "megnet-bandgap", "formation_energy_per_atom": "megnet-eform"}
-"""Which predictor plugin answers for which property unless the user chooses another."""
+DEFAULT_PREDICTORS = {"band_gap": "megnet-bandgap", "formation_energy_per_atom": "chgnet-eform"}
+"""Which predictor plugin answers for which property unless the user chooses another: both work offline
+on a fresh install (MEGNet's band-gap model ships with crystalgf-eval; ``chgnet-eform`` is CHGNet against
+the packaged MP elemental references, on the MP2020 scale of the labels, see docs/predictors.md)."""
 
 
 def structure_key(structure: Structure) -> str:
