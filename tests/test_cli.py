@@ -11,6 +11,8 @@ from crystalgf.cli import main
 from crystalgf.manifest import sha256_file
 from crystalgf.symmetry.detect import detect_space_group
 from crystalgf_baselines.prior import PACKAGED_TABLE
+from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES
+from crystalgf_baselines.wyckoff_model import packaged_patterns_file
 
 
 def invoke(*args: str):
@@ -39,7 +41,8 @@ def test_run_srtio3_end_to_end(tmp_path):
         assert record["space_group_by_symprec"]["0.1"] == record["constraint"]["space_group"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and manifest["seed"] == 0 and manifest["structures"] == 4
-    assert manifest["weights"] == {str(PACKAGED_TABLE): sha256_file(PACKAGED_TABLE)}
+    assert manifest["weights"] == {str(path): sha256_file(path) for path in
+                                   (PACKAGED_TABLE, packaged_patterns_file(), PACKAGED_REFERENCES)}
     assert {"crystalgf-core", "pyxtal", "pymatgen"} <= set(manifest["versions"])
     assert manifest["plugins"]["g"]["name"] == "prior" and manifest["plugins"]["h"]["package"] == "crystalgf-baselines"
 

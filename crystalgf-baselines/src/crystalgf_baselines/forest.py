@@ -149,14 +149,17 @@ class ForestGenerator(PriorGenerator):
     description = "random forest on composition + target properties ranks the prior's space groups"
 
     def __init__(self, table: str | None = None, prior_share: float = 0.1, trees: int = 300,
-                 primitive_share: float = 0.2, **options):
+                 primitive_share: float = 0.5, groups_per_request: int = 6, assignments_per_group: int = 40,
+                 compositions_per_request: int = 3, per_group: int | None = None, patterns: str | None = None,
+                 known_share: float = 0.6, rule_share: float = 0.6, analogue_share: float = 0.0):
         check_number("G forest", "prior_share", prior_share, 0)
         check_number("G forest", "primitive_share", primitive_share, 0)
         check_number("G forest", "trees", trees, 1, integer=True)
         for name, share in (("prior_share", prior_share), ("primitive_share", primitive_share)):
             if share > 1:
                 raise InvalidInputError(f"G forest: {name} must be <= 1 (got {share!r})")
-        super().__init__(table, **options)
+        super().__init__(table, groups_per_request, assignments_per_group, compositions_per_request, per_group,
+                         patterns, known_share, rule_share, analogue_share)
         self.prior_share, self.primitive_share = prior_share, primitive_share
         self.forest = CrystalForest(self.prior.crystals, trees)
         self._learned: dict[tuple, dict[int, float]] = {}

@@ -21,7 +21,7 @@ from pymatgen.core import Composition
 
 from crystalgf.errors import InvalidInputError, MissingWeightsError, NoWyckoffAssignmentError, check_number
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
-from crystalgf.interfaces import ConstraintGenerator
+from crystalgf.interfaces import CandidateProposer
 from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import centring_factor, realizes_space_group, space_group_symbol
 
@@ -48,7 +48,7 @@ _ELEMENT_STATE_WEIGHT = 20.0
 """An element's reference state (ASE) outweighs the library's other structures of that element this much."""
 
 
-class PriorGenerator(ConstraintGenerator):
+class PriorGenerator(CandidateProposer):
     """Data-driven prior over space groups and Wyckoff sites (deterministic; the seed is unused).
 
     ``per_group`` caps the constraints returned per space group (1: the top-k are distinct groups).
@@ -83,6 +83,13 @@ class PriorGenerator(ConstraintGenerator):
         self.assignments_per_group = assignments_per_group
         self.compositions_per_request = compositions_per_request
         self.per_group = per_group
+
+    @classmethod
+    def as_candidates(cls, groups_per_request: int | None = None, per_group: int | None = None,
+                      assignments_per_group: int | None = None) -> PriorGenerator:
+        bounds = {"groups_per_request": groups_per_request, "per_group": per_group,
+                  "assignments_per_group": assignments_per_group}
+        return cls(**{name: value for name, value in bounds.items() if value is not None})
 
     def weights_files(self) -> list[Path]:
         return [self.table_path, self.patterns_path, PACKAGED_REFERENCES]

@@ -39,9 +39,25 @@ class ConstraintGenerator(Plugin):
 
         Every constraint must be valid (it is a :class:`Constraint`) and honour the request:
         the same composition ratio (formula mode) or element set (element mode), at most
-        ``request.max_atoms`` atoms, and ``request.space_group`` when it is set. Raise
+        ``request.max_atoms`` atoms in the primitive cell (or the exact cell, read as conventional or as
+        primitive: :meth:`~crystalgf.schema.GenerationRequest.allows_cell`), and ``request.space_group``
+        when it is set. Raise
         :class:`~crystalgf.errors.NoWyckoffAssignmentError` when a request has no valid answer.
         """
+
+
+class CandidateProposer(ConstraintGenerator):
+    """A G that can serve another G (the LLM G) as its candidate engine: it lists valid answers that the
+    other G re-ranks. Besides a G's options, its constructor takes how far to search:
+    ``groups_per_request`` (space groups whose assignments are searched, at least ``top_k``),
+    ``per_group`` (constraints returned per space group; 1: the top-k are distinct groups) and
+    ``assignments_per_group`` (Wyckoff assignments ranked per group and cell)."""
+
+    @classmethod
+    @abstractmethod
+    def as_candidates(cls, groups_per_request: int | None = None, per_group: int | None = None,
+                      assignments_per_group: int | None = None) -> CandidateProposer:
+        """An instance with these search bounds (None: the proposer's own defaults) and default options."""
 
 
 class StructureGenerator(Plugin):

@@ -7,8 +7,7 @@ that realises the group, and such assignments; the language model scores each ca
 log P(answer | prompt), fused with the candidate G's ranking and, for space groups, with the votes
 of the nearest known compounds of the adapter's retrieval index (weights tuned on a validation
 split and stored with the adapter). Every output is therefore valid by construction.
-The candidate G must accept the options ``per_group``, ``groups_per_request`` and
-``assignments_per_group`` (as ``prior`` and ``forest`` do).
+The candidate G is a :class:`~crystalgf.interfaces.CandidateProposer` (``forest``, ``prior``).
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError, check_device, check_number
-from crystalgf.interfaces import ConstraintGenerator
+from crystalgf.interfaces import CandidateProposer, ConstraintGenerator
 from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest
 
@@ -85,12 +84,15 @@ class LLMConstraintGenerator(ConstraintGenerator):
         self.builder = PromptBuilder(self.settings.language)
         self.index = NeighbourIndex.load(self.adapter_dir / self.settings.index_file) \
             if self.adapter_dir and self.settings.neighbours else None
-        registry = PluginRegistry.discover()
-        # stage 1 needs one (the best of a few) assignment per group: distinct groups, fast
         self.candidates = candidates or self.settings.candidates
-        self._group_proposer = registry.create("g", self.candidates, per_group=1,
-                                               groups_per_request=self.candidate_groups, assignments_per_group=4)
-        self._site_proposer = registry.create("g", self.candidates)
+        proposer = PluginRegistry.discover().get("g", self.candidates).cls
+        if not issubclass(proposer, CandidateProposer):
+            raise InvalidInputError(f"G {self.name}: candidates={self.candidates!r} is no candidate proposer "
+                                    "(a G implementing crystalgf.interfaces.CandidateProposer, e.g. forest or prior)")
+        # stage 1 needs one (the best of a few) assignment per group: distinct groups, fast
+        self._group_proposer = proposer.as_candidates(groups_per_request=self.candidate_groups, per_group=1,
+                                                      assignments_per_group=4)
+        self._site_proposer = proposer.as_candidates()
         if backend == "vllm":
             from crystalgf_llm.vllm_backend import VLLMScorer
 
