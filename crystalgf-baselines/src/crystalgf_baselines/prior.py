@@ -41,7 +41,9 @@ PACKAGED_TABLE = Path(__file__).parent / "data" / "prior.json"
 TABLE_ENVIRONMENT_VARIABLE = "CRYSTALGF_PRIOR_TABLE"
 _SMOOTHING = 5.0
 _CELLS_PER_GROUP = 3
-"""Cell sizes of a group whose Wyckoff assignments are searched: the most probable ones."""
+"""Cell sizes of a group whose Wyckoff assignments are searched: the most probable ones ..."""
+_CELL_MARGIN = math.log(1e3)
+"""... within this log-score of the best."""
 _MOST_REFERENCE_SHARE = 0.95
 """Most probability the reference structures of a formula take together; the rest follows the statistics."""
 _ELEMENT_STATE_WEIGHT = 20.0
@@ -142,11 +144,14 @@ class PriorGenerator(CandidateProposer):
         found: list[tuple[float, float, Constraint]] = []
         feasible_groups, per_group = 0, min(top_k, self.per_group or top_k)
         for group in groups:
+            if len(found) >= top_k and group_scores[group] < sorted(item[0] for item in found)[-top_k]:
+                break  # an option's score is at most its group's: no later group can enter the top k
             options = []
             preference = self.prior.letter_preference(group)
             cells = [(group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request), counts)
                      for counts in request.cell_options(ratio, centring_factor(group))]
-            for score, counts in sorted(cells, key=lambda item: -item[0])[:_CELLS_PER_GROUP]:
+            cells = sorted(cells, key=lambda item: -item[0])[:_CELLS_PER_GROUP]
+            for score, counts in (cell for cell in cells if cell[0] > cells[0][0] - _CELL_MARGIN):
                 for site_score, sites in self.wyckoff_model.rank(counts, group, preference)[:self.assignments_per_group]:
                     options.append((score, site_score, counts, sites))
             best = max((score for score, *_ in options), default=-math.inf)
@@ -187,8 +192,9 @@ class PriorGenerator(CandidateProposer):
         for share, weighted in kinds:
             total = sum(w for w, _ in weighted)
             for weight, reference in weighted:
+                counts = dict(reference.counts)
                 found.setdefault(reference.space_group, []).append(
-                    (scale * share * weight / total, dict(reference.counts), reference.sites))
+                    (scale * share * weight / total, {element: counts[element] for element in ratio}, reference.sites))
         return found
 
     def _group_scores(self, ratio: dict[str, int], request: GenerationRequest) -> dict[int, float]:

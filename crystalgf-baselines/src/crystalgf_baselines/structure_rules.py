@@ -165,7 +165,9 @@ def _radius(element: str, charge: float, coordination: str) -> float | None:
     species = Species(element, int(charge))
     for spin in ("", "High Spin"):
         try:
-            return float(species.get_shannon_radius(coordination, spin=spin))
+            with warnings.catch_warnings():  # pymatgen warns where the table holds one spin state only
+                warnings.simplefilter("ignore")
+                return float(species.get_shannon_radius(coordination, spin=spin))
         except (KeyError, ValueError):
             continue
     return None

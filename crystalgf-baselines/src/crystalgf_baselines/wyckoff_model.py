@@ -46,6 +46,8 @@ PATTERNS_TRIED = 40
 """Most frequent Materials Project patterns of the cell's size whose orbits are shared out among the elements."""
 SHARES_PER_PATTERN = 12
 """Most ways to share one pattern's orbits among the elements."""
+_RANKED_KEPT = 20000
+"""Most rankings kept for reuse (a batch asks the same cell and group often)."""
 
 Known = tuple[Mapping[str, int], int, Assignment]
 """A known crystal: cell counts, space group, Wyckoff sites."""
@@ -134,6 +136,7 @@ class WyckoffModel:
         for (group, labels), number in sorted(self.patterns.items(), key=lambda item: (-item[1], item[0])):
             self._by_size[group, sum(int(label[:-1]) for label in labels)].append((number, labels))
         self._templates: dict[tuple, list[int]] = defaultdict(list)
+        self._ranked: dict[tuple, list[tuple[float, Assignment]]] = {}  # by cell, group and preference
         self.letters: dict[int, Counter] = defaultdict(Counter)
         self.anion_letters: dict[int, Counter] = defaultdict(Counter)
         for index, (counts, group, sites) in enumerate(self.known):
@@ -146,7 +149,11 @@ class WyckoffModel:
              exclude: Iterable[int] = ()) -> list[tuple[float, Assignment]]:
         """(score, assignment) of every candidate, best first; ``exclude``: indices of known crystals
         that may not vote (used when fitting)."""
-        votes = self.template_votes(counts, group, frozenset(exclude))
+        exclude = frozenset(exclude)
+        key = (tuple(sorted(counts.items())), group, tuple(sorted((preference or {}).items())))
+        if not exclude and key in self._ranked:
+            return self._ranked[key]
+        votes = self.template_votes(counts, group, exclude)
         candidates = {canonical(group, a): None for a in votes}
         for sites in islice(iter_wyckoff_assignments(counts, group, preference=preference), SEARCHED):
             candidates.setdefault(canonical(group, sites), None)
@@ -157,6 +164,10 @@ class WyckoffModel:
         features = np.array([self.features(counts, group, sites, votes) for sites in candidates])
         scores = features @ self.weights
         ranked = sorted(zip(scores.tolist(), candidates), key=lambda item: (-item[0], item[1]))
+        if not exclude:
+            if len(self._ranked) >= _RANKED_KEPT:
+                self._ranked.clear()
+            self._ranked[key] = ranked
         return ranked
 
     def pattern_candidates(self, counts: Mapping[str, int], group: int) -> Iterable[Assignment]:
