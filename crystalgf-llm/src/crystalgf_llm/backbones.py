@@ -61,16 +61,22 @@ BACKBONES = {
 }
 
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str) -> str:
+    """``dtype`` if it is one of :data:`DTYPES` (checked without importing torch), else an input error."""
+    if dtype not in DTYPES:
+        raise InvalidInputError(f"unknown dtype {dtype!r} (choose from {', '.join(DTYPES)})")
+    return dtype
+
+
 def resolve_dtype(dtype: str):
     """``auto`` is bfloat16 (fast on CPUs with AVX-512 BF16 and on GPUs); else ``float32``/``bfloat16``/``float16``."""
     import torch
 
-    names = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype == "auto":
-        return torch.bfloat16
-    if dtype not in names:
-        raise InvalidInputError(f"unknown dtype {dtype!r} (choose from auto, {', '.join(names)})")
-    return names[dtype]
+    return {"auto": torch.bfloat16, "float32": torch.float32, "bfloat16": torch.bfloat16,
+            "float16": torch.float16}[check_dtype(dtype)]
 
 
 def load_base_model(backbone: Backbone, weights: str | None, device: str, dtype: str = "auto"):

@@ -27,7 +27,7 @@ from crystalgf.plugins import PluginRegistry
 from crystalgf.schema import Constraint, GenerationRequest
 
 from crystalgf_llm.adapter import AdapterSettings, locate_adapter
-from crystalgf_llm.backbones import BACKBONES, load_base_model, resolve_dtype
+from crystalgf_llm.backbones import BACKBONES, check_dtype, load_base_model
 from crystalgf_llm.prompts import PromptBuilder, sites_text
 from crystalgf_llm.retrieval import NeighbourIndex
 
@@ -97,12 +97,9 @@ class LLMConstraintGenerator(ConstraintGenerator):
             from crystalgf_llm.vllm_backend import VLLMScorer
 
             self.scorer = VLLMScorer(BACKBONES[self.name], weights, self.adapter_dir)
-        else:  # loaded when first needed: the tuned fusion may answer without the model
-            import torch
-
+        else:  # loaded when first needed (torch too): the tuned fusion may answer without the model
             BACKBONES[self.name].locate(weights)
-            resolve_dtype(dtype)
-            self._model_options = (weights, check_device(device, torch.cuda.is_available(), torch.backends.mps.is_available()), dtype, batch_size)
+            self._model_options = (weights, _checked_device(device), check_dtype(dtype), batch_size)
 
     @cached_property
     def scorer(self):
@@ -281,3 +278,12 @@ GENERATORS = [
                           f"${BACKBONES[name].environment}), optional adapter=DIR")
       for name in ("llm-llama", "llm-qwen", "llm-deepseek", "llm-glm")),
 ]
+
+
+def _checked_device(device: str) -> str:
+    """The device, checked; torch is imported only to ask whether a GPU is there."""
+    if device == "cpu":
+        return check_device(device, False, False)
+    import torch
+
+    return check_device(device, torch.cuda.is_available(), torch.backends.mps.is_available())
