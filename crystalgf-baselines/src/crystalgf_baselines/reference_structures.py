@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from itertools import permutations
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from crystalgf.formula import parse_formula, reduce_counts, stoichiometry_patter
 from crystalgf.schema import parse_wyckoff_text
 from crystalgf.symmetry import WyckoffSite
 
-from crystalgf_baselines.structure_rules import role_map, rule_types
+from crystalgf_baselines.structure_rules import formula_ions, role_map, rule_types
 
 PACKAGED_REFERENCES = Path(__file__).parent / "data" / "reference_structures.json"
 
@@ -127,15 +126,10 @@ def _role_maps(source: Mapping[str, int], target: Mapping[str, int]) -> list[dic
             if all(source[s] == target[t] for s, t in zip(sources, order))]
 
 
-@lru_cache(maxsize=8192)
 def _ions(formula: str) -> dict[str, Species] | None:
-    """The most likely oxidation state of each element (pymatgen's ICSD-based guess), or None."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        guesses = Composition(formula).oxi_state_guesses(max_sites=-1)
-    if not guesses:
-        return None
-    return {element: Species(element, state) for element, state in guesses[0].items()}
+    """The most likely oxidation state of each element, as pymatgen species, or None."""
+    ions = formula_ions(formula)
+    return None if ions is None else {element: Species(element, ion.charge) for element, ion in ions.items()}
 
 
 def _similarity(source: Mapping[str, Species], target: Mapping[str, Species], mapping: Mapping[str, str]) -> float:

@@ -43,7 +43,7 @@ def rule_types(ratio: Mapping[str, int]) -> list[tuple[str, dict[str, str] | Non
     the reference table (``aflow:AB_cF8_225_a_b``), each with the map of its compound's elements onto the
     formula's where the rule fixes it (None: by :func:`role_map`)."""
     ratio = _reduced(ratio)
-    ions = _ions(Composition(ratio).reduced_formula)
+    ions = formula_ions(Composition(ratio).reduced_formula)
     if ions is None:
         return []
     cations = sorted((i for i in ions.values() if i.charge > 0), key=lambda i: (ratio[i.element], -i.radius))
@@ -112,8 +112,8 @@ def role_map(source: Mapping[str, int], target: Mapping[str, int]) -> dict[str, 
     fluorite with cations and anions exchanged), larger ion to larger ion among equal amounts; None where
     the ions do not pair up."""
     source_ratio, target_ratio = _reduced(source), _reduced(target)
-    source_ions = _ions(Composition(source_ratio).reduced_formula)
-    target_ions = _ions(Composition(target_ratio).reduced_formula)
+    source_ions = formula_ions(Composition(source_ratio).reduced_formula)
+    target_ions = formula_ions(Composition(target_ratio).reduced_formula)
     if source_ions is None or target_ions is None:
         return None
     for anti in (False, True):
@@ -136,7 +136,10 @@ def _tolerance_factor(a: Ion, b: Ion, anion: Ion) -> float | None:
 
 
 @lru_cache(maxsize=8192)
-def _ions(formula: str) -> dict[str, Ion] | None:
+def formula_ions(formula: str) -> dict[str, Ion] | None:
+    """The ions of a reduced formula by pymatgen's most likely oxidation states (ICSD-based guess; None where
+    there is none or an element would be neutral), with Shannon radii at six-fold coordination (nan where
+    the table has none)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         guesses = Composition(formula).oxi_state_guesses(max_sites=-1)
