@@ -22,6 +22,7 @@ from crystalgf_eval.predictors import (
     MegnetBandGap,
     MegnetFormationEnergy,
 )
+from crystalgf_eval.rank import rank
 from crystalgf_eval.relax import ChgnetRelaxer
 
 
@@ -43,4 +44,4 @@ def crystalgf_add_evaluators() -> list[type[Evaluator]]:
 
 @hookimpl
 def crystalgf_add_commands() -> list[click.Command]:
-    return [evaluate, export_vasp]
+    return [evaluate, export_vasp, rank]

@@ -54,20 +54,27 @@ class ChgnetRelaxer(Relaxer):
 
     def relax(self, structures: Sequence[Structure], fix_symmetry: bool = True) -> list[Relaxation]:
         from chgnet.model.dynamics import CHGNetCalculator
+        from threadpoolctl import threadpool_limits
 
         results = []
-        for structure in structures:
-            atoms = AseAtomsAdaptor.get_atoms(structure)
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
-                atoms.calc = CHGNetCalculator(model=self._model, use_device=self.device)
-                if fix_symmetry:
-                    atoms.set_constraint(FixSymmetry(atoms, symprec=self.symprec))
-                optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
-                optimizer.run(fmax=self.fmax, steps=self.steps)
-                energy = float(atoms.get_potential_energy()) / len(atoms)
-                atoms.set_constraint()
-                relaxed = AseAtomsAdaptor.get_structure(atoms)
-            relaxed = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)  # no calculator arrays
-            results.append(Relaxation(structure=relaxed, energy_per_atom=energy, steps=optimizer.nsteps))
+        # The cell filter's 3x3 matrix functions (scipy, OpenBLAS) gain nothing from threads, and BLAS threads
+        # competing with torch's for the same cores made each FIRE step several times slower.
+        with threadpool_limits(1, user_api="blas"):
+            for structure in structures:
+                results.append(self._relax_one(CHGNetCalculator, structure, fix_symmetry))
         return results
+
+    def _relax_one(self, calculator: type, structure: Structure, fix_symmetry: bool) -> Relaxation:
+        atoms = AseAtomsAdaptor.get_atoms(structure)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            atoms.calc = calculator(model=self._model, use_device=self.device)
+            if fix_symmetry:
+                atoms.set_constraint(FixSymmetry(atoms, symprec=self.symprec))
+            optimizer = FIRE(FrechetCellFilter(atoms), logfile=None)
+            optimizer.run(fmax=self.fmax, steps=self.steps)
+            energy = float(atoms.get_potential_energy()) / len(atoms)
+            atoms.set_constraint()
+            relaxed = AseAtomsAdaptor.get_structure(atoms)
+        relaxed = Structure(relaxed.lattice, relaxed.species, relaxed.frac_coords)  # no calculator arrays
+        return Relaxation(structure=relaxed, energy_per_atom=energy, steps=optimizer.nsteps)
