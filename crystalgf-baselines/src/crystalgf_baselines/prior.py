@@ -23,7 +23,7 @@ from crystalgf.errors import InvalidInputError, MissingWeightsError, NoWyckoffAs
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.interfaces import CandidateProposer
 from crystalgf.schema import Constraint, GenerationRequest
-from crystalgf.symmetry import centring_factor, realizes_space_group, space_group_symbol
+from crystalgf.symmetry import WyckoffSite, centring_factor, realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
 from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES, ReferenceStructures
@@ -119,8 +119,7 @@ class PriorGenerator(CandidateProposer):
         unique: dict[tuple, Constraint] = {}
         in_group: dict[int, int] = {}
         for score, _, constraint in scored:
-            key = (tuple(sorted(constraint.counts.items())), constraint.space_group,
-                   canonical(constraint.space_group, tuple(constraint.wyckoff_sites)))
+            key = _constraint_key(constraint.counts, constraint.space_group, constraint.wyckoff_sites)
             if key in unique or in_group.get(constraint.space_group, 0) >= (self.per_group or top_k):
                 continue
             in_group[constraint.space_group] = in_group.get(constraint.space_group, 0) + 1
@@ -158,7 +157,10 @@ class PriorGenerator(CandidateProposer):
             for _, counts, sites in references.get(group, ()):  # a reference's own cell and sites lead its group
                 score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
                 options.append((max(score, best), math.inf, counts, sites))
-            options.sort(key=lambda item: (-item[0], -item[1]))
+            distinct: dict[tuple, tuple] = {}
+            for option in sorted(options, key=lambda item: (-item[0], -item[1])):  # the best of equals stays
+                distinct.setdefault(_constraint_key(option[2], group, option[3]), option)
+            options = list(distinct.values())
             # the symmetry check (spglib) is the expensive part: only as far down the order as needed
             in_group = [(score, site_score, Constraint(formula=format_formula(counts), space_group=group, wyckoff=sites,
                                                        properties=request.properties, generator=self.name))
@@ -258,6 +260,11 @@ class PriorGenerator(CandidateProposer):
                 scored[formula] = math.log((0.1 if analogues else 1.0) * count / total) + balance
         best = sorted(scored.items(), key=lambda item: -item[1])[: self.compositions_per_request]
         return [(parse_formula(formula), score) for formula, score in best]
+
+
+def _constraint_key(counts: dict[str, int], group: int, sites: Sequence[WyckoffSite]) -> tuple:
+    """One key per constraint up to element order and the group's equivalent relabellings."""
+    return tuple(sorted(counts.items())), group, canonical(group, tuple(sites))
 
 
 def _canonical(ratio: dict[str, int]) -> str:
