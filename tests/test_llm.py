@@ -196,7 +196,8 @@ def test_the_model_scores_only_candidates_within_the_skip_margin(llm_g):
             assert top.space_group == proposed[alone.index(max(alone))].space_group
         else:  # the model scores the candidates within the margin of the first; the rest get their lowest score
             near = [i for i, a in enumerate(alone) if a >= max(alone) - 7.5]
-            assert [scores[i] for i in near] == pytest.approx([all_scores[i] for i in near], abs=0.05)
+            # bfloat16: a candidate's log-probability moves by up to about 0.25 with the batch it is scored in
+            assert [scores[i] for i in near] == pytest.approx([all_scores[i] for i in near], abs=0.3)
             assert all(scores[i] == min(scores) for i in range(len(scores)) if i not in near)
             pruned += len(scores) - len(near)
     assert 0 < skipped < len(requests)
