@@ -14,13 +14,20 @@ from pyxtal import pyxtal
 from crystalgf.errors import check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
+from crystalgf.validity import PLAUSIBLE_RATIO, plausibility
+
+MAX_EXPANSION = 1.15
+"""The largest uniform expansion (in length) that lifts a draw's closest pair to the plausibility criterion."""
 
 
 class PyxtalGenerator(StructureGenerator):
     """Random structures with exactly the constrained space group and Wyckoff sites (PyXtal ``from_random``).
 
     The cell volume is PyXtal's estimate from atomic radii times ``volume_factor``; atoms are kept
-    apart by PyXtal's distance checks. Each structure is drawn with its own seed.
+    apart by PyXtal's distance checks; a draw that fails CrystalGF's plausibility criterion (a pair closer
+    than 0.7 x its covalent radii sum, :mod:`crystalgf.validity`) is expanded uniformly to meet it where 15 %
+    in length suffices, else drawn again, up to ``attempts`` draws in all. Each structure is drawn with its
+    own seed.
     """
 
     name = "pyxtal"
@@ -50,5 +57,13 @@ class PyxtalGenerator(StructureGenerator):
             except Exception:  # noqa: BLE001 - PyXtal signals a failed draw by raising; try another
                 continue
             if crystal.valid:
-                return crystal.to_pymatgen()
+                structure = crystal.to_pymatgen()
+                check = plausibility(structure)
+                if check.plausible:
+                    return structure
+                scale = PLAUSIBLE_RATIO * 1.01 / check.ratio if check.ratio > 0 else float("inf")
+                if scale <= MAX_EXPANSION:
+                    structure.scale_lattice(structure.volume * scale**3)
+                    if plausibility(structure).plausible:
+                        return structure
         return None

@@ -369,8 +369,10 @@ def _generate(jobs: Sequence[StructureJob], structure_generator: Any, relaxer: A
             signal.signal(signal.SIGTERM, restore)
     summary.records += made.records
     summary.failed += made.failed
+    summary.reasons.update(made.reasons)
     write_json(output.manifest_path, {**manifest, "status": "complete", "finished": now(),
-                                      "structures": len(summary.records), "failed": summary.failed})
+                                      "structures": len(summary.records), "failed": summary.failed,
+                                      "failed_reasons": summary.reasons})
     return summary
 
 
@@ -474,3 +476,10 @@ def _print_summary(summary: GenerationSummary, directory: Path) -> None:
     stdout.print(table)
     if summary.failed:
         stdout.print(f"{len(summary.failed)} structure(s) could not be generated: {', '.join(summary.failed[:5])}")
+        kinds: dict[str, int] = {}
+        for reason in summary.reasons.values():  # "implausible: ...", "unreadable: ...", "H made no structure (...)"
+            kind = reason.split(":")[0].split(" (")[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+        if kinds:
+            stdout.print("why: " + ", ".join(f"{count} {kind}" for kind, count in kinds.items()) +
+                         " (each one's reason: failed_reasons in manifest.json)")

@@ -11,10 +11,14 @@ import json
 import os
 import re
 import shutil
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import io
+
+from ase.io import read as ase_read
 from ase.io import write as ase_write
 from pymatgen.io.ase import AseAtomsAdaptor
 from pymatgen.io.cif import CifWriter
@@ -24,6 +28,10 @@ from crystalgf.errors import CrystalGFError, InvalidInputError
 from crystalgf.schema import Constraint, GeneratedCrystal
 
 FORMATS = ("cif", "extxyz")
+
+
+class UnreadableStructureError(CrystalGFError):
+    """A structure whose file would not read back, in pymatgen and ASE, as the same composition."""
 RESULTS_FILE = "results.jsonl"
 MANIFEST_FILE = "manifest.json"
 EXTXYZ_FILE = "structures.extxyz"
@@ -83,6 +91,26 @@ def read_results(directory: Path) -> tuple[list[str], list[GeneratedCrystal]]:
     return lines, records
 
 
+def check_readable(text: str, structure_format: str, structure: Structure) -> None:
+    """Raise :class:`UnreadableStructureError` unless ``text`` (a CIF, or one extended XYZ frame) reads in
+    pymatgen and in ASE as ``structure``'s composition, site for site."""
+    expected = structure.composition
+    readers = {"pymatgen": lambda: (Structure.from_str(text, fmt="cif") if structure_format == "cif" else
+                                    AseAtomsAdaptor.get_structure(ase_read(io.StringIO(text), format="extxyz"))),
+               "ASE": lambda: AseAtomsAdaptor.get_structure(ase_read(io.StringIO(text), format=structure_format))}
+    for reader, read in readers.items():
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found = read()
+        except Exception as error:  # noqa: BLE001 - any failure to read is the finding
+            raise UnreadableStructureError(f"{reader} cannot read the {structure_format} of "
+                                           f"{expected.formula.replace(' ', '')} back: {error}") from None
+        if len(found) != len(structure) or found.composition != expected:
+            raise UnreadableStructureError(f"{reader} reads the {structure_format} of {expected.formula.replace(' ', '')} "
+                                           f"back as {found.composition.formula.replace(' ', '')}")
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe version of an id."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "item"
@@ -139,12 +167,18 @@ class RunOutput:
         os.replace(temporary, self.results_path)
 
     def write_structure(self, record_id: str, structure: Structure, constraint: Constraint) -> tuple[str, int]:
-        """Write one structure; returns its file (relative to the directory) and index within that file."""
+        """Write one structure; returns its file (relative to the directory) and index within that file.
+
+        The text is read back with pymatgen and ASE before it is written: a structure that either cannot
+        read, or reads with another composition (atoms merged), raises :class:`UnreadableStructureError`
+        and nothing is written."""
         if self.structure_format == "cif":
+            text = str(CifWriter(structure))
+            check_readable(text, "cif", structure)
             relative = f"structures/{self._unique_name(record_id)}.cif"
             target = self.directory / relative
             temporary = target.with_name(target.name + ".tmp")
-            CifWriter(structure).write_file(temporary)
+            temporary.write_text(text, encoding="utf-8")
             os.replace(temporary, target)
             return relative, 0
         atoms = AseAtomsAdaptor.get_atoms(structure)
@@ -155,7 +189,11 @@ class RunOutput:
             wyckoff=constraint.wyckoff_text,
             constraint=constraint.to_json(),
         )
-        ase_write(self.directory / EXTXYZ_FILE, atoms, format="extxyz", append=True)
+        frame = io.StringIO()
+        ase_write(frame, atoms, format="extxyz")
+        check_readable(frame.getvalue(), "extxyz", structure)
+        with (self.directory / EXTXYZ_FILE).open("a", encoding="utf-8") as handle:
+            handle.write(frame.getvalue())
         index = self._count
         self._count += 1
         return EXTXYZ_FILE, index

@@ -15,9 +15,10 @@ from pymatgen.core import Structure
 from crystalgf.errors import CrystalGFError, GenerationError, PluginFailedError
 from crystalgf.formula import reduce_counts
 from crystalgf.interfaces import ConstraintGenerator, Relaxer, StructureGenerator
-from crystalgf.output import RunOutput
+from crystalgf.output import RunOutput, UnreadableStructureError
 from crystalgf.schema import Constraint, GeneratedCrystal, GenerationRequest, PluginVersion
 from crystalgf.symmetry.detect import detect_space_groups
+from crystalgf.validity import PLAUSIBLE_RATIO, plausibility
 
 
 def derive_seed(seed: int, *keys: int) -> int:
@@ -82,10 +83,16 @@ class StructureJob:
 
 @dataclass
 class GenerationSummary:
-    """What a generation pass produced."""
+    """What a generation pass produced: the records written, the ids of the structures that were not, and
+    why (``reasons``: id -> one line)."""
 
     records: list[GeneratedCrystal] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def fail(self, record_id: str, reason: str) -> None:
+        self.failed.append(record_id)
+        self.reasons[record_id] = reason
 
 
 def build_structures(
@@ -127,9 +134,18 @@ def build_structures(
                 structures[i], energies[i] = relaxation.structure, relaxation.energy_per_atom
         for job, structure, energy in zip(batch, structures, energies):
             if structure is None:
-                summary.failed.append(job.record_id)
+                summary.fail(job.record_id, "H made no structure (no draw it accepted, e.g. none plausible within its redraws)")
                 continue
-            structure_file, index = output.write_structure(job.record_id, structure, job.constraint)
+            check = plausibility(structure)
+            if not check.plausible:
+                summary.fail(job.record_id, f"implausible: {'-'.join(check.elements)} at {check.distance:.2f} Å, "
+                                            f"{check.ratio:.2f} x the covalent radii sum (at least {PLAUSIBLE_RATIO})")
+                continue
+            try:
+                structure_file, index = output.write_structure(job.record_id, structure, job.constraint)
+            except UnreadableStructureError as error:
+                summary.fail(job.record_id, f"unreadable: {error}")
+                continue
             composition = structure.composition
             record = GeneratedCrystal(
                 id=job.record_id,
@@ -144,6 +160,10 @@ def build_structures(
                 seed=job.seed,
                 generators=generators,
                 energy_per_atom=energy,
+                plausible=check.plausible,
+                min_distance_ratio=round(check.ratio, 4),
+                closest_pair="-".join(check.elements),
+                min_distance=round(check.distance, 4),
             )
             output.append_record(record)
             summary.records.append(record)

@@ -381,18 +381,6 @@ class GeneratedCrystal(_Record):
     min_distance_ratio: float | None = None
     closest_pair: str | None = None
     min_distance: float | None = None
-    plausible: bool | None = None
-    min_distance_ratio: float | None = None
-    closest_pair: str | None = None
-    min_distance: float | None = None
-    plausible: bool | None = None
-    min_distance_ratio: float | None = None
-    closest_pair: str | None = None
-    min_distance: float | None = None
-    plausible: bool | None = None
-    min_distance_ratio: float | None = None
-    closest_pair: str | None = None
-    min_distance: float | None = None
 
     @property
     def composition_matches(self) -> bool:

@@ -70,9 +70,14 @@ def encode_constraint(constraint: Constraint) -> CrystalSample:
     return CrystalSample(constraint.space_group, orbits, np.zeros((len(orbits), 3)), np.zeros(6), properties)
 
 
-def decode(sample: CrystalSample, k: np.ndarray, parameters: np.ndarray) -> Structure:
-    """The structure of a sample with the given lattice coefficients and free parameters."""
-    lattice = k_to_lattice(torch.tensor(k, dtype=torch.float64)[None])[0].numpy()
+def k_lattice(k: np.ndarray) -> np.ndarray:
+    """The (3, 3) lattice matrix of lattice coefficients k."""
+    return k_to_lattice(torch.tensor(k, dtype=torch.float64)[None])[0].numpy()
+
+
+def decode(sample: CrystalSample, k: np.ndarray, parameters: np.ndarray, lattice: np.ndarray | None = None) -> Structure:
+    """The structure of a sample with the given lattice coefficients (or ``lattice`` matrix) and free parameters."""
+    lattice = k_lattice(k) if lattice is None else lattice
     species, coordinates = [], []
     for (element, label), free in zip(sample.orbits, parameters):
         positions = orbit_template(sample.space_group, label).expand(free)

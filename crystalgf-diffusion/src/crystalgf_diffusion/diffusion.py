@@ -84,14 +84,19 @@ def orbit_scores(batch: dict[str, torch.Tensor], atom_scores: torch.Tensor) -> t
 @torch.no_grad()
 def sample(model: Denoiser, batch: dict[str, torch.Tensor], seeds: Sequence[int], steps: int = 100,
            guidance: float = 1.0, noise: float = 0.0, corrector_step: float = 1e-5,
-           on_step: Callable[[], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           on_step: Callable[[], None] | None = None,
+           steer: Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor]] | None = None,
+           steer_from: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw lattice coefficients (B, 6) and free parameters (orbits, 3) for every crystal of a batch.
 
     Each crystal's noise comes from its own seed, so a crystal's sample does not depend on the
     batch around it. ``guidance`` > 1 applies classifier-free guidance toward the target properties.
     ``noise`` scales the noise injected by every predictor and corrector step: 1 is DiffCSP++'s
     stochastic sampler, 0 (the default) keeps only the random starting point, which places atoms
-    closer to the true structures (benchmarks/results/csp_perov_5.md).
+    closer to the true structures (benchmarks/results/csp_perov_5.md). ``steer``, where given, is called at
+    every step with t <= ``steer_from`` with the predicted clean lattice coefficients (B, 6) and the
+    current free parameters, and returns both adjusted (e.g. atoms pushed apart): the lattice step then
+    moves toward the adjusted prediction and sampling goes on from the adjusted parameters.
     """
     generators = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
     orbit_counts = torch.bincount(batch["orbit_crystal"], minlength=len(seeds)).tolist()
@@ -142,6 +147,9 @@ def sample(model: Denoiser, batch: dict[str, torch.Tensor], seeds: Sequence[int]
         f = torch.remainder(f + variance * scores + noise * math.sqrt(variance) * noise_f() * free, 1.0) * free
         bar, bar_previous = bars[step - 1], (bars[previous - 1] if previous else torch.tensor(1.0, device=device))
         z0 = ((z - (1 - bar).sqrt() * predicted_noise) / bar.sqrt()).clamp(-6, 6)
+        if steer is not None and t <= steer_from:
+            k0, f = steer((z0 * model.k_std + model.k_mean) * mask + bias, f, t)
+            z0 = (k0 - bias - model.k_mean) / model.k_std * mask
         beta = 1 - bar / bar_previous
         mean = (bar_previous.sqrt() * beta / (1 - bar)) * z0 + ((1 - beta).sqrt() * (1 - bar_previous) / (1 - bar)) * z
         spread = (beta * (1 - bar_previous) / (1 - bar)).clamp(min=0).sqrt() if previous else 0.0

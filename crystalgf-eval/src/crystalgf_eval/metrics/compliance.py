@@ -12,6 +12,7 @@ from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import same_wyckoff_sites
 from crystalgf.symmetry.analysis import constraint_from_structure
 from crystalgf.symmetry.detect import detect_space_group
+from crystalgf.validity import structure_plausible
 
 SYMPRECS = (0.1, 0.01, 0.001)
 """Tolerances (Å) of the space-group check; Wyckoff sites are checked at the first."""
@@ -32,10 +33,12 @@ def composition_complies(request: GenerationRequest | None, constraint: Constrai
 class Compliance(Evaluator):
     """Per structure: composition as requested, space group as constrained (spglib at symprec
     0.1, 0.01, 0.001 Å) and Wyckoff sites as constrained (at 0.1 Å, up to equivalent relabelling);
-    ``all`` is composition, space group and Wyckoff sites at 0.1 Å."""
+    ``all`` is composition, space group and Wyckoff sites at 0.1 Å. ``plausible`` (every pair at least 0.7 x
+    its covalent radii sum, :mod:`crystalgf.validity`) is reported beside them, and ``all_plausible`` is
+    ``all`` of a plausible structure."""
 
     name = "compliance"
-    description = "composition, space group (symprec 0.1/0.01/0.001) and Wyckoff sites as requested"
+    description = "composition, space group (symprec 0.1/0.01/0.001) and Wyckoff sites as requested; plausibility"
 
     def evaluate(self, batch: EvaluationBatch, services: EvaluationServices) -> dict[str, Any]:
         items = [(i, s, r) for i, s, r in zip(batch.ids, batch.structures, batch.records) if r is not None]
@@ -58,6 +61,8 @@ class Compliance(Evaluator):
             except CrystalGFError:
                 result["wyckoff"] = False
             result["all"] = result["composition"] and result["space_group@0.1"] and result["wyckoff"]
+            result["plausible"] = structure_plausible(structure)
+            result["all_plausible"] = result["all"] and result["plausible"]
             per[item_id] = result
         keys = next(iter(per.values())).keys()
         return {"summary": {key: sum(p[key] for p in per.values()) / len(per) for key in keys} | {"structures": len(per)},
