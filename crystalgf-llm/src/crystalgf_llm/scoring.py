@@ -17,6 +17,7 @@ from transformers import DynamicCache
 
 from crystalgf_llm.prompts import Prompt
 
+_POSITIONS_PER_CHUNK = 512
 _ALPACA = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 
 
@@ -44,6 +45,9 @@ class TransformersScorer:
 
     def __init__(self, model, tokenizer, batch_size: int = 8):
         self.model = model
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # a LoRA-adapted model
+        self._decoder, self._head = base.get_decoder(), model.get_output_embeddings()
+        self._softcap = getattr(base.config, "final_logit_softcapping", None)
         # The last positions of the hidden states reach the output layer as a strided view; with its
         # weight frozen (as under a LoRA adapter) torch's matmul then copies the weight once per row
         # (a batched product) instead of reshaping the input: hand the layer a contiguous input.
@@ -116,42 +120,56 @@ class TransformersScorer:
         if not any(rests):
             return [[] for _ in prompts]
         totals = [[lead_scores[row] + first[row, tokens[0]] for tokens in options] for row, options in enumerate(rests)]
-        fed = [[tokens[:-1] for tokens in options] for options in rests]
-        width = max(sum(len(tokens) for tokens in options) for options in fed)
+        width = max(sum(len(tokens) - 1 for tokens in options) for options in rests)
         if width > 0:
-            log_probs = self._answer_log_probs(out.cache, mask, lengths, fed, width)
+            log_probs = self._answer_log_probs(out.cache, mask, lengths, rests, width)
             for row, options in enumerate(rests):
                 start = 0
                 for index, tokens in enumerate(options):
-                    steps = torch.arange(start, start + len(tokens) - 1, device=device)
-                    totals[row][index] = totals[row][index] + log_probs[row, steps, tokens[1:]].sum()
+                    totals[row][index] = totals[row][index] + log_probs[row, start:start + len(tokens) - 1].sum()
                     start += len(tokens) - 1
         return [[float(t) for t in options] for options in totals]
 
     def _answer_log_probs(self, cache: DynamicCache, mask: torch.Tensor, lengths: torch.Tensor,
-                          fed: list[list[list[int]]], width: int) -> torch.Tensor:
-        """Next-token log-probabilities after each fed answer token, all answers of a prompt in one row
-        after its cached prompt: each answer sees the prompt and its own earlier tokens (a tree mask),
-        at the positions it would have alone, so the prompt's KV cache is never copied per answer."""
+                          answers: list[list[list[int]]], width: int) -> torch.Tensor:
+        """log P of each answer token after its earlier ones (``[row, step]``, 0 on padding): all answers of a
+        prompt in one row after its cached prompt, each fed all but its last token and seeing the prompt and
+        its own earlier tokens (a tree mask), at the positions it would have alone, so the prompt's KV cache
+        is never copied per answer."""
         device = mask.device
-        rows = len(fed)
+        rows = len(answers)
         ids = torch.full((rows, width), self.pad_id, dtype=torch.long)
+        targets = torch.full((rows, width), -1, dtype=torch.long)
         positions = torch.zeros((rows, width), dtype=torch.long)
         own = torch.zeros((rows, width, width), dtype=torch.bool)
-        for row, options in enumerate(fed):
+        for row, options in enumerate(answers):
             start = 0
             for tokens in options:
-                end = start + len(tokens)
-                ids[row, start:end] = torch.tensor(tokens, dtype=torch.long)
-                positions[row, start:end] = torch.arange(len(tokens))
-                own[row, start:end, start:end] = torch.ones(len(tokens), len(tokens), dtype=torch.bool).tril()
+                end = start + len(tokens) - 1
+                ids[row, start:end] = torch.tensor(tokens[:-1], dtype=torch.long)
+                targets[row, start:end] = torch.tensor(tokens[1:], dtype=torch.long)
+                positions[row, start:end] = torch.arange(end - start)
+                own[row, start:end, start:end] = torch.ones(end - start, end - start, dtype=torch.bool).tril()
                 start = end
             own[row, start:, start:] = torch.eye(width - start, dtype=torch.bool)  # padding sees itself
         seen = mask.bool()[:, None, :].expand(rows, width, -1)
         attention = torch.cat([seen, own.to(device)], dim=-1)[:, None]
-        logits = self.model(input_ids=ids.to(device), position_ids=lengths[:, None] + positions.to(device),
-                            cache=cache, attention_mask=attention).logits
-        return torch.log_softmax(logits.float(), dim=-1)
+        hidden = self._decoder(input_ids=ids.to(device), position_ids=lengths[:, None] + positions.to(device),
+                               cache=cache, attention_mask=attention).last_hidden_state
+        return self._target_log_probs(hidden, targets.to(device))
+
+    def _target_log_probs(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """log-softmax of the output layer at ``targets`` (-1: skipped), a few hundred positions at a time:
+        the full logits of every answer token (positions x vocabulary) would take gigabytes."""
+        result = torch.zeros(targets.shape, dtype=torch.float32, device=targets.device)
+        rows, columns = (targets >= 0).nonzero(as_tuple=True)
+        for start in range(0, len(rows), _POSITIONS_PER_CHUNK):
+            r, c = rows[start:start + _POSITIONS_PER_CHUNK], columns[start:start + _POSITIONS_PER_CHUNK]
+            logits = self._head(hidden[r, c]).float()
+            if self._softcap:
+                logits = torch.tanh(logits / self._softcap) * self._softcap
+            result[r, c] = logits.gather(-1, targets[r, c, None])[:, 0] - logits.logsumexp(-1)
+        return result
 
 
 def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
