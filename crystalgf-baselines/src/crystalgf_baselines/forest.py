@@ -97,6 +97,54 @@ class ForestQuery(NamedTuple):
         return dict(self.composition), self.kind, dict(self.properties)
 
 
+class CompactForest:
+    """What a fitted scikit-learn random forest needs to predict: each tree's split nodes and its leaves'
+    nonzero class fractions. scikit-learn keeps a row over every class at every node (0.6-1.8 GB for
+    each forest here, 127-333 classes); this keeps a few percent of that and predicts the same numbers
+    (the same float32 comparisons, missing values, and summation order)."""
+
+    def __init__(self, forest: RandomForestClassifier):
+        self.classes_ = forest.classes_
+        self._trees = [_CompactTree(estimator.tree_) for estimator in forest.estimators_]
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).astype(np.float64)  # scikit-learn compares float32 inputs
+        probabilities = np.zeros((len(x), len(self.classes_)))
+        for tree in self._trees:
+            tree.add_leaf_fractions(x, probabilities)
+        probabilities /= len(self._trees)
+        return probabilities
+
+
+class _CompactTree:
+    """One fitted tree: split nodes (``left`` is -1 at a leaf) and each node's nonzero class fractions
+    (``fractions[starts[n]:starts[n + 1]]`` of ``classes[...]``)."""
+
+    def __init__(self, tree):
+        self.left, self.right = tree.children_left.astype(np.int32), tree.children_right.astype(np.int32)
+        self.feature, self.threshold = tree.feature.astype(np.int32), tree.threshold.copy()  # not a view of the tree
+        self.missing_left = tree.missing_go_to_left.astype(bool)
+        leaf = self.left < 0
+        values = tree.value[:, 0, :]
+        nodes, self.classes = np.nonzero(values * leaf[:, None])
+        self.fractions = values[nodes, self.classes]
+        self.starts = np.searchsorted(nodes, np.arange(len(leaf) + 1))
+
+    def add_leaf_fractions(self, x: np.ndarray, probabilities: np.ndarray) -> None:
+        """Add the class fractions of each row's leaf to its row of ``probabilities``."""
+        rows = np.arange(len(x))
+        node = np.zeros(len(x), dtype=np.int64)
+        while (inner := self.left[node] >= 0).any():
+            at, split = rows[inner], node[inner]
+            value = x[at, self.feature[split]]
+            goes_left = np.where(np.isnan(value), self.missing_left[split], value <= self.threshold[split])
+            node[inner] = np.where(goes_left, self.left[split], self.right[split])
+        first, counts = self.starts[node], self.starts[node + 1] - self.starts[node]
+        ends = np.cumsum(counts)
+        entries = np.arange(counts.sum()) - np.repeat(ends - counts - first, counts)  # each row's leaf span
+        probabilities[np.repeat(rows, counts), self.classes[entries]] += self.fractions[entries]
+
+
 class CrystalForest:
     """Random forests over known crystals: ``log_probabilities`` of each space group (or ratio, or number
     of formula units) they saw."""
@@ -105,7 +153,7 @@ class CrystalForest:
                  seed: int = 0):
         self.crystals = [(parse_formula(formula), values, group) for formula, *values, group in crystals]
         self.trees, self.seed = trees, seed
-        self._forests: dict[tuple[str, tuple[str, ...], str], RandomForestClassifier] = {}
+        self._forests: dict[tuple[str, tuple[str, ...], str], CompactForest] = {}
 
     def log_probabilities(self, queries: Sequence[tuple[Mapping[str, int], str, Mapping[str, float]]],
                           target: str = "space_group") -> list[dict[int | str, float]]:
@@ -128,7 +176,7 @@ class CrystalForest:
                 results[i] = {label(c): math.log(p) for c, p in zip(forest.classes_, probabilities) if p > 0}
         return results
 
-    def _forest(self, kind: str, names: tuple[str, ...], target: str) -> RandomForestClassifier:
+    def _forest(self, kind: str, names: tuple[str, ...], target: str) -> CompactForest:
         key = (kind, names, target)
         if key not in self._forests:
             columns = [PROPERTIES.index(n) for n in names]
@@ -137,7 +185,7 @@ class CrystalForest:
             x = np.array([forest_features(counts, kind, values) for counts, values, _ in rows])
             labels = [_label(counts, group, target) for counts, _, group in rows]
             forest = RandomForestClassifier(n_estimators=self.trees, random_state=self.seed, n_jobs=1)
-            self._forests[key] = forest.fit(x, labels)
+            self._forests[key] = CompactForest(forest.fit(x, labels))
         return self._forests[key]
 
 
@@ -165,6 +213,7 @@ class ForestGenerator(PriorGenerator):
         self._learned: dict[tuple, dict[int, float]] = {}
         self._learned_ratios: dict[tuple, dict[str, float]] = {}
         self._cell_sizes: dict[tuple, dict[int, dict[int, float]]] = {}
+        self._mixed_scores = lru_cache(maxsize=4096)(self._mixed_scores)  # per instance: freed with it
 
     def generate(self, requests: Sequence[GenerationRequest], top_k: int, seed: int) -> list[list[Constraint]]:
         asked = [(request, ForestQuery.of(request)) for request in requests]
@@ -261,7 +310,6 @@ class ForestGenerator(PriorGenerator):
             self._cell_sizes[query] = {group: {z: score - marginal[group] for z, score in by_size.items()}
                                        for group, by_size in joint.items()}
 
-    @lru_cache(maxsize=4096)
     def _mixed_scores(self, query: ForestQuery, pattern: str, element_count: int) -> dict[int, float]:
         learned = self._learned[query]
         prior = self._pattern_scores(pattern, element_count)

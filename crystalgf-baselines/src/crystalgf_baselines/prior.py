@@ -85,6 +85,8 @@ class PriorGenerator(CandidateProposer):
         self.assignments_per_group = assignments_per_group
         self.compositions_per_request = compositions_per_request
         self.per_group = per_group
+        for name in ("_pattern_scores", "_log_p_group", "_log_p_formula_units"):  # per instance: freed with it
+            setattr(self, name, lru_cache(maxsize=None)(getattr(self, name)))
 
     @classmethod
     def as_candidates(cls, groups_per_request: int | None = None, per_group: int | None = None,
@@ -203,11 +205,9 @@ class PriorGenerator(CandidateProposer):
         """log-score of every space group for a ratio of a request: here P(group | stoichiometry pattern)."""
         return self._pattern_scores(stoichiometry_pattern(ratio), len(ratio))
 
-    @lru_cache(maxsize=None)
     def _pattern_scores(self, pattern: str, element_count: int) -> dict[int, float]:
         return {g: self._log_p_group(pattern, element_count, g) for g in range(1, 231)}
 
-    @lru_cache(maxsize=None)
     def _log_p_group(self, pattern: str, element_count: int, group: int) -> float:
         prior = self.prior
         total = sum(prior.space_groups.values())
@@ -221,7 +221,6 @@ class PriorGenerator(CandidateProposer):
         """log-score of a cell with that many formula units in a group: here P(formula units | group)."""
         return self._log_p_formula_units(group, formula_units)
 
-    @lru_cache(maxsize=None)
     def _log_p_formula_units(self, group: int, z: int) -> float:
         observed = self.prior.formula_units_by_space_group.get(group, {})
         return math.log((observed.get(z, 0) + 1.0 / z) / (sum(observed.values()) + 1.0))
