@@ -108,18 +108,41 @@ def test_reference_structures_of_the_libraries():
 
 @pytest.mark.parametrize("formula, expected", [
     ("MgO", "aflow:AB_cF8_225_a_b"),  # r+/r- = 0.51: rock salt
+    ("KCl", "aflow:AB_cF8_225_a_b"),  # 0.76, yet rock salt: CsCl is for the Cs and Tl halides
     ("CsCl", "aflow:AB_cP2_221_b_a"),  # 0.92: CsCl
     ("CdTe", "aflow:AB_cF8_216_c_a"),  # covalent: zincblende
+    ("SiC", "aflow:AB_cF8_216_c_a"),  # covalent, group 14 but not Sn or Pb
+    ("ZnO", "aflow:AB_hP4_186_b_b"),  # tetrahedral Zn whatever the radii; an oxide: wurtzite
+    ("GaN", "aflow:AB_hP4_186_b_b"),  # III-V nitride: wurtzite
+    ("MgF2", "aflow:A2B_tP6_136_f_a"),  # 0.54: rutile
+    ("MnO2", "aflow:A2B_tP6_136_f_a"),  # 0.38, but a d-block cation keeps its octahedra: rutile, not quartz
+    ("SiO2", "aflow:A2B_hP9_152_c_a"),  # 0.29: alpha-quartz
+    ("ThO2", "aflow:AB2_cF12_225_a_c"),  # actinide dioxide: fluorite
+    ("HfO2", "aflow:A2B_mP12_14_2e_e"),  # baddeleyite
+    ("WS2", "aflow:AB2_hP6_194_c_f"),  # trigonal-prismatic W: molybdenite
+    ("TiS2", "aflow:AB2_hP3_164_a_d"),  # CdI2
     ("SrTiO3", "aflow:AB3C_cP5_221_a_c_b"),  # t = 1.00: cubic perovskite
-    ("CaTiO3", "aflow:AB3C_cP5_221_a_c_b"),  # t = 0.97 (Pnma comes from the library and the statistics)
+    ("CaTiO3", "aflow:AB3C_oP20_62_c_cd_a"),  # t = 0.97: tilted octahedra, Pnma (cubic second)
     ("Li2O", "aflow:AB2_cF12_225_a_c"),  # antifluorite
     ("Fe2O3", "aflow:A2B3_hR10_167_c_e"),  # corundum
     ("Mg2SiO4", "textbook:olivine"),
+    ("Sr2RuO4", "aflow:AB2C4_tI14_139_a_e_ce"),  # Sr2+ too large for the spinel: K2NiF4
     ("LiFePO4", "textbook:triphylite"),
 ])
 def test_textbook_rules(formula, expected):
     assert rule_types(Composition(formula).get_el_amt_dict() and
                       {str(e): int(n) for e, n in Composition(formula).items()})[0][0] == expected
+
+
+def test_cu2o_is_not_an_antifluorite():
+    assert rule_types({"Cu": 2, "O": 1}) == []  # cuprite comes from the library
+
+
+def test_phases_of_high_pressure_or_temperature_do_not_lead(forest):
+    known = {r.source: r for r in ReferenceStructures.load().known({"Cd": 1, "Te": 1})}
+    assert known["aflow:AB_oP2_25_b_a"].conditions == "high pressure"
+    for formula, group in (("CdTe", 216), ("GaAs", 216), ("BeO", 186), ("SiO2", 152)):
+        assert ask(forest, formula, top_k=1)[0].space_group == group, formula
 
 
 def test_intermetallics_have_no_ionic_rule():

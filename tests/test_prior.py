@@ -89,7 +89,7 @@ def test_forest_reads_the_target_property_and_is_normalised(registry):
         assert sum(math.exp(v) for v in log_p.values()) == pytest.approx(1.0)
     assert found[0] != found[1]
     assert found[3] != found[4]  # an exact cell: the forest reads its number of formula units
-    requests = [GenerationRequest(formula=f, properties={"band_gap": PropertyTarget(name="band_gap", value=gap)}) for f in ("CsPbI3", "ZnO", "NaCl")
+    requests = [GenerationRequest(formula=f, properties={"band_gap": PropertyTarget(name="band_gap", value=gap)}) for f in ("LiCoO2", "ScNi3", "CuS")
                 for gap in (0.0, 4.0)]
     ranked = [[c.space_group for c in answer] for answer in generator.generate(requests, 5, 0)]
     assert any(ranked[i] != ranked[i + 1] for i in range(0, len(ranked), 2))

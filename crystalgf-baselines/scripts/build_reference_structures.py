@@ -47,15 +47,37 @@ def element_entries() -> list[dict]:
     return entries
 
 
+NOT_AMBIENT = {
+    "AB_oI4_44_a_b": "high pressure",  # GaAs-II (Weir et al., Phys. Rev. B 39, 1280 (1989))
+    "AB_oP2_25_b_a": "high pressure",  # CdTe (Hu, Solid State Commun. 63, 471 (1987))
+    "AB_cP16_205_c_c": "high pressure",  # SC16 CuCl, 5 GPa
+    "A2B_mC48_15_ae3f_2f": "high pressure",  # coesite
+    "A_mP4_4_2a": "high pressure",  # Te, 4-7 GPa
+    "A_aP4_2_aci": "high pressure",  # Cf
+    "A_cI16_220_c": "high pressure",  # Li, 38.9 GPa
+    "A3B_cI8_229_b_a": "high pressure",  # H3S, the superconductor of ~150 GPa
+    "A2B_hP9_180_j_c": "high temperature",  # beta-quartz
+    "A2B_hP12_194_cg_f": "high temperature",  # beta-tridymite
+    "A2B_oC24_20_abc_c": "high temperature",  # high (orthorhombic) tridymite
+    "A2B_cF24_227_c_a": "high temperature",  # beta-cristobalite
+    "AB_tP8_136_g_f": "high temperature",  # beta-BeO
+}
+"""Prototypes of the library that exist only under pressure or when hot (from each entry's name and the
+paper it cites): known structures of their compounds, but not what the compound forms at ambient conditions."""
+
+
 def prototype_entries() -> list[dict]:
     entries = []
     for item in AFLOW_PROTOTYPE_LIBRARY:
         tags = item["tags"]
         name = tags.get("mineral") or tags.get("strukturbericht") or tags["aflow"]
         try:
-            entries.append(_entry(item["snl"].structure, f"aflow:{tags['aflow']}", name))
+            entry = _entry(item["snl"].structure, f"aflow:{tags['aflow']}", name)
         except InvalidInputError:
             continue  # spglib found no symmetry
+        if tags["aflow"] in NOT_AMBIENT:
+            entry["conditions"] = NOT_AMBIENT[tags["aflow"]]
+        entries.append(entry)
     return entries
 
 

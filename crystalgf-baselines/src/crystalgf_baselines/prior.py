@@ -26,7 +26,7 @@ from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import WyckoffSite, centring_factor, realizes_space_group, space_group_symbol
 
 from crystalgf_baselines.prior_table import PriorTable
-from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES, ReferenceStructures
+from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES, ReferenceStructure, ReferenceStructures
 from crystalgf_baselines.substitution import SubstitutionRatios
 from crystalgf_baselines.wyckoff_model import (
     DEFAULT_WEIGHTS,
@@ -48,6 +48,8 @@ _MOST_REFERENCE_SHARE = 0.95
 """Most probability the reference structures of a formula take together; the rest follows the statistics."""
 _ELEMENT_STATE_WEIGHT = 20.0
 """An element's reference state (ASE) outweighs the library's other structures of that element this much."""
+_NON_AMBIENT_WEIGHT = 0.1
+"""A phase of high pressure or temperature (AFLOW's high-pressure CdTe, beta-quartz) against an ambient one."""
 
 
 class PriorGenerator(CandidateProposer):
@@ -156,9 +158,9 @@ class PriorGenerator(CandidateProposer):
                 for site_score, sites in self.wyckoff_model.rank(counts, group, preference)[:self.assignments_per_group]:
                     options.append((score, site_score, counts, sites))
             best = max((score for score, *_ in options), default=-math.inf)
-            for _, counts, sites in references.get(group, ()):  # a reference's own cell and sites lead its group
+            for share, counts, sites in references.get(group, ()):  # a reference's own cell and sites lead its group
                 score = group_scores[group] + self._formula_units_score(group, reduce_counts(counts)[1], request)
-                options.append((max(score, best), math.inf, counts, sites))
+                options.append((max(score, best, math.log(share)), math.inf, counts, sites))  # its share is its cell's
             distinct: dict[tuple, tuple] = {}
             for option in sorted(options, key=lambda item: (-item[0], -item[1])):  # the best of equals stays
                 distinct.setdefault(_constraint_key(option[2], group, option[3]), option)
@@ -182,9 +184,9 @@ class PriorGenerator(CandidateProposer):
         rules' structure types, substitution analogues) holds its option's share of the probability
         (together at most :data:`_MOST_REFERENCE_SHARE`), split among its structures by weight: an
         element's reference state (ASE) outweighs the library's other structures of it, a rule's first
-        type its second, an analogue counts by its similarity."""
-        kinds = [(self.known_share, [(_ELEMENT_STATE_WEIGHT if r.source.startswith("ase:") else 1.0, r)
-                                     for r in self.references.known(ratio)]),
+        type its second, an analogue counts by its similarity; a phase of high pressure or temperature counts
+        a tenth of an ambient one."""
+        kinds = [(self.known_share, [(_known_weight(r), r) for r in self.references.known(ratio)]),
                  (self.rule_share, [(0.5 ** i, r) for i, r in enumerate(self.references.by_rules(ratio))]),
                  (self.analogue_share, [(similarity, r) for similarity, r in self.references.analogues(ratio)]
                   if self.analogue_share else [])]
@@ -194,7 +196,7 @@ class PriorGenerator(CandidateProposer):
         scale = min(1.0, _MOST_REFERENCE_SHARE / sum(share for share, _ in kinds)) if kinds else 1.0
         found: dict[int, list[tuple[float, dict[str, int], tuple]]] = {}
         for share, weighted in kinds:
-            total = sum(w for w, _ in weighted)
+            total = max(sum(w for w, _ in weighted), 1.0)  # a lone high-pressure phase keeps a tenth
             for weight, reference in weighted:
                 counts = dict(reference.counts)
                 found.setdefault(reference.space_group, []).append(
@@ -269,6 +271,14 @@ def _constraint_key(counts: dict[str, int], group: int, sites: Sequence[WyckoffS
 def _canonical(ratio: dict[str, int]) -> str:
     """One spelling per ratio: pymatgen's formula (elements by electronegativity), e.g. ``Li1Fe1O2``."""
     return Composition(ratio).formula.replace(" ", "")
+
+
+def _known_weight(reference: ReferenceStructure) -> float:
+    """Weight of a known structure of a formula among the others: an element's reference state (ASE)
+    outweighs the library's other structures of it, a non-ambient phase counts a tenth."""
+    if reference.source.startswith("ase:"):
+        return _ELEMENT_STATE_WEIGHT
+    return 1.0 if reference.ambient else _NON_AMBIENT_WEIGHT
 
 
 @lru_cache(maxsize=4096)

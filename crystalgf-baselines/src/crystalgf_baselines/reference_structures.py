@@ -37,17 +37,23 @@ PACKAGED_REFERENCES = Path(__file__).parent / "data" / "reference_structures.jso
 @dataclass(frozen=True)
 class ReferenceStructure:
     """One reference crystal: conventional-cell counts, space group, Wyckoff sites, where it comes from
-    (``ase:fcc``, ``aflow:AB_cF8_225_a_b``) and its name (mineral or structure type)."""
+    (``ase:fcc``, ``aflow:AB_cF8_225_a_b``), its name (mineral or structure type) and the conditions it
+    exists at (``ambient``, ``high pressure``, ``high temperature``)."""
 
     counts: tuple[tuple[str, int], ...]
     space_group: int
     sites: tuple[WyckoffSite, ...]
     source: str
     name: str
+    conditions: str = "ambient"
 
     @property
     def ratio(self) -> dict[str, int]:
         return reduce_counts(dict(self.counts))[0]
+
+    @property
+    def ambient(self) -> bool:
+        return self.conditions == "ambient"
 
     def substituted(self, mapping: Mapping[str, str]) -> ReferenceStructure:
         """The same structure type with its elements replaced (two may become one, as in Fe3O4's spinel)."""
@@ -56,7 +62,7 @@ class ReferenceStructure:
             counts[mapping[element]] = counts.get(mapping[element], 0) + n
         return ReferenceStructure(tuple(sorted(counts.items())), self.space_group,
                                   tuple(WyckoffSite(mapping[s.element], s.label) for s in self.sites),
-                                  self.source, self.name)
+                                  self.source, self.name, self.conditions)
 
 
 class ReferenceStructures:
@@ -75,7 +81,8 @@ class ReferenceStructures:
     def load(cls, path: Path = PACKAGED_REFERENCES) -> ReferenceStructures:
         document = json.loads(Path(path).read_text(encoding="utf-8"))
         return cls([ReferenceStructure(tuple(sorted(parse_formula(item["formula"]).items())), int(item["space_group"]),
-                                       parse_wyckoff_text(item["wyckoff"]), item["source"], item["name"])
+                                       parse_wyckoff_text(item["wyckoff"]), item["source"], item["name"],
+                                       item.get("conditions", "ambient"))
                     for item in document["structures"]])
 
     def known(self, ratio: Mapping[str, int]) -> list[ReferenceStructure]:
