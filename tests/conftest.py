@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import time
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CRYSTALGF_MATGL_MODELS"] = str(MODELS)
     os.environ["CRYSTALGF_ELEMENTAL_REFERENCES"] = str(ELEMENTAL_REFERENCES)
     os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+_STARTED = time.monotonic()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The suite's budget (issue #24: at most 6 GB and 8 minutes on 2 cores), measured in every run's log."""
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    terminalreporter.write_line(f"suite: {time.monotonic() - _STARTED:.0f} s, peak memory of one process "
+                                f"{peak / 2**20:.2f} GB (pytest or its largest child)")
 
 
 @pytest.fixture(scope="session")
