@@ -83,7 +83,7 @@ def pair_ratios(structure: Structure, cutoff_ratio: float) -> tuple[np.ndarray, 
 def plausibility(structure: Structure, ratio: float = PLAUSIBLE_RATIO) -> Plausibility:
     """The worst pair of ``structure`` and whether it is at least ``ratio`` x the sum of its covalent radii
     apart (see the module's docstring)."""
-    if structure.volume <= MIN_VOLUME or not np.isfinite(structure.lattice.matrix).all():
+    if _without_cell(structure):
         return Plausibility(False, 0.0, 0.0, (structure[0].specie.symbol,) * 2)
     cutoff = max(1.5, ratio * 1.5)
     while True:  # widen until the nearest pair of the cell is found (every atom has its own images)
@@ -97,7 +97,11 @@ def plausibility(structure: Structure, ratio: float = PLAUSIBLE_RATIO) -> Plausi
 
 
 def structure_plausible(structure: Structure, ratio: float = PLAUSIBLE_RATIO) -> bool:
-    """Whether every pair of atoms is at least ``ratio`` x the sum of their covalent radii apart."""
-    if structure.volume <= MIN_VOLUME:
-        return False
-    return not len(pair_ratios(structure, ratio)[3])
+    """``plausibility(structure, ratio).plausible`` without looking for the worst pair (the quick check of
+    redraw loops): every pair of atoms at least ``ratio`` x the sum of their covalent radii apart."""
+    return not _without_cell(structure) and not len(pair_ratios(structure, ratio)[3])
+
+
+def _without_cell(structure: Structure) -> bool:
+    """A lattice without volume or with non-finite vectors: no distance in it means anything."""
+    return structure.volume <= MIN_VOLUME or not np.isfinite(structure.lattice.matrix).all()
