@@ -56,3 +56,14 @@ def test_hook_errors_and_name_clashes_are_reported():
     assert "ZeroDivisionError" in errors["failing"]
     assert "already registered by pkg-b" in errors["clashing"]
     assert registry.names("g") == ["prior"]
+
+
+def test_the_first_registered_plugin_keeps_a_name():
+    class Second(_Named):
+        description = "registered second"
+
+    first = types.SimpleNamespace(crystalgf_add_constraint_generators=hookimpl(lambda: [_Named]))
+    second = types.SimpleNamespace(crystalgf_add_constraint_generators=hookimpl(lambda: [Second]))
+    registry = PluginRegistry([("builtin", first, "crystalgf-baselines", "1"), ("third", second, "pkg-x", "1")])
+    assert registry.get("g", "prior").cls is _Named
+    assert [(b.source, b.package) for b in registry.broken] == [("third", "pkg-x")]

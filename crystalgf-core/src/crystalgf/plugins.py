@@ -112,7 +112,7 @@ class PluginRegistry:
 
     def _collect_commands(self, hook_name: str, packages: dict[str, tuple[str, str]]) -> dict[str, click.Command]:
         commands: dict[str, click.Command] = {}
-        for impl in reversed(getattr(self._manager.hook, hook_name).get_hookimpls()):
+        for impl in getattr(self._manager.hook, hook_name).get_hookimpls():  # registration order: the first keeps a name
             package = packages.get(impl.plugin_name, ("?", "?"))[0]
             try:
                 for command in impl.function() or []:
@@ -141,7 +141,7 @@ class PluginRegistry:
 
     def _collect(self, kind: PluginKind, packages: dict[str, tuple[str, str]]) -> None:
         hook = getattr(self._manager.hook, kind.hook)
-        for impl in reversed(hook.get_hookimpls()):  # registration order
+        for impl in hook.get_hookimpls():  # registration order: the first keeps a name
             package, version = packages.get(impl.plugin_name, ("?", "?"))
             try:
                 classes = impl.function() or []
