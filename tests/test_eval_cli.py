@@ -79,6 +79,18 @@ def test_bad_items_are_counted_and_skipped(run_dir, tmp_path):
     assert report["metrics"]["compliance"]["per_structure"][overlap_id]["composition"] is False
 
 
+def test_an_exact_primitive_cell_built_as_its_conventional_cell_complies(tmp_path):
+    # NaCl as the exact cell: G proposes rock salt's conventional cell, Na4Cl4 in Fm-3m, whose primitive cell is NaCl
+    run = tmp_path / "run"
+    assert invoke("run", "--g", "forest", "--h", "pyxtal", "--formula", "NaCl", "--exact-cell", "--band-gap", "5",
+                  "-n", "2", "-o", run).exit_code == 0
+    records = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    assert {(r["constraint"]["formula"], r["constraint"]["space_group"]) for r in records} == {("Na4Cl4", 225)}
+    assert invoke("evaluate", "--input", run, "--metrics", "compliance", "-o", tmp_path / "report").exit_code == 0
+    per = json.loads((tmp_path / "report" / "report.json").read_text())["metrics"]["compliance"]["per_structure"]
+    assert len(per) == 2 and all(p["composition"] and p["exact_cell"] for p in per.values())
+
+
 @pytest.mark.parametrize("setup, phrase", [
     ("empty-dir", "has no results.jsonl"),
     ("bad-reference", "missing column(s) cif"),

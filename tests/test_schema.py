@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from pymatgen.core import Lattice, Structure
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.schema import Constraint, GenerationRequest, PropertyTarget
@@ -74,3 +75,36 @@ def test_requests_need_one_composition_and_fit_max_atoms():
         GenerationRequest.from_dict({"formula": "SrTiO3", "elements": "Sr-Ti-O"})
     with pytest.raises(InvalidInputError, match="more than max_atoms"):
         GenerationRequest.from_dict({"formula": "Sr10Ti10O30"})
+
+
+ROCK_SALT = Constraint.from_dict({"formula": "Na4Cl4", "space_group": 225, "wyckoff": [["Na", "4a"], ["Cl", "4b"]]})
+SPINEL = Constraint.from_dict({"formula": "Mg8Al16O32", "space_group": 227,
+                               "wyckoff": [["Mg", "8a"], ["Al", "16d"], ["O", "32e"]]})
+
+
+@pytest.mark.parametrize("request_data, constraint, phrase", [
+    ({"formula": "NaCl"}, ROCK_SALT, None),
+    ({"formula": "NaCl", "exact_cell": True}, ROCK_SALT, None),  # the primitive cell of a centred group
+    ({"formula": "Na4Cl4", "exact_cell": True}, ROCK_SALT, None),
+    ({"elements": "Cl-Na", "space_group": 225}, ROCK_SALT, None),
+    ({"formula": "MgAl2O4", "max_atoms": 14}, SPINEL, None),  # 14 atoms per primitive cell, 56 per conventional
+    ({"formula": "NaCl2"}, ROCK_SALT, "the ratio of Na1Cl2"),
+    ({"elements": "Cl-K-Na"}, ROCK_SALT, "the elements Cl-K-Na"),
+    ({"formula": "NaCl", "space_group": 221}, ROCK_SALT, "fixed space group 221"),
+    ({"formula": "MgAl2O4", "max_atoms": 13}, SPINEL, "at most 13 atoms per primitive cell"),
+    ({"formula": "Na2Cl2", "exact_cell": True}, ROCK_SALT, "exactly the cell Na2Cl2"),
+])
+def test_whether_a_constraint_honours_its_request(request_data, constraint, phrase):
+    problem = GenerationRequest.from_dict(request_data).why_not_honoured_by(constraint)
+    assert problem is None if phrase is None else phrase in problem
+
+
+def test_a_structure_honours_an_exact_cell_as_the_primitive_cell_of_its_centred_group():
+    rock_salt = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    request = GenerationRequest(formula="NaCl", exact_cell=True)
+    assert len(rock_salt) == 8 and len(rock_salt.get_primitive_structure()) == 2
+    assert request.why_composition_not_honoured(rock_salt.composition, 225) is None
+    assert request.why_composition_not_honoured(rock_salt.get_primitive_structure().composition, 225) is None
+    assert "exactly the cell Na1Cl1" in request.why_composition_not_honoured(rock_salt.composition, 221)
+    assert ROCK_SALT.is_cell_of(rock_salt.composition)
+    assert not ROCK_SALT.is_cell_of(rock_salt.get_primitive_structure().composition)

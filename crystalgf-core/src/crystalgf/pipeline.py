@@ -13,7 +13,6 @@ import numpy as np
 from pymatgen.core import Structure
 
 from crystalgf.errors import CrystalGFError, GenerationError, PluginFailedError
-from crystalgf.formula import reduce_counts
 from crystalgf.interfaces import ConstraintGenerator, Relaxer, StructureGenerator
 from crystalgf.output import RunOutput, UnreadableStructureError
 from crystalgf.schema import Constraint, GeneratedCrystal, GenerationRequest, PluginVersion
@@ -38,7 +37,7 @@ def propose_constraints(
         if not constraints:
             raise GenerationError(f"G {generator.name!r} proposed no constraint for {request.composition_text}")
         for constraint in constraints:
-            problem = _dishonoured(request, constraint)
+            problem = request.why_not_honoured_by(constraint)
             if problem:
                 raise GenerationError(f"G {generator.name!r} proposed {constraint.cell_formula} in "
                                       f"space group {constraint.space_group}, but {problem}")
@@ -53,21 +52,6 @@ def _call(plugin: str, doing: str, function: Callable[..., Any], *arguments: Any
         raise
     except (Exception, SystemExit) as error:  # noqa: BLE001 - whatever the plugin raised, named
         raise PluginFailedError(plugin, doing, error) from error
-
-
-def _dishonoured(request: GenerationRequest, constraint: Constraint) -> str | None:
-    counts = constraint.counts
-    if request.exact_cell and not request.allows_cell(counts, constraint.space_group):
-        return f"the request asked for exactly the cell {request.formula} (conventional, or primitive of a centred group)"
-    if request.formula is not None and reduce_counts(counts)[0] != reduce_counts(request.counts)[0]:
-        return f"the request asked for the ratio of {request.formula}"
-    if request.elements is not None and set(counts) != set(request.elements):
-        return f"the request asked for the elements {'-'.join(request.elements)}"
-    if request.space_group is not None and constraint.space_group != request.space_group:
-        return f"the request fixed space group {request.space_group}"
-    if not request.exact_cell and constraint.primitive_atoms > request.max_atoms:
-        return f"the request allows at most {request.max_atoms} atoms per primitive cell"
-    return None
 
 
 @dataclass

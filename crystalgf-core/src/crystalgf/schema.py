@@ -22,6 +22,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pymatgen.core import Composition
 
 from crystalgf.errors import InvalidInputError
 from crystalgf.formula import format_formula, parse_elements, parse_formula, reduce_counts
@@ -256,6 +257,38 @@ class GenerationRequest(_Record):
         """Whether a conventional cell in a group is one of the request's :meth:`cell_options`."""
         return counts in self.cell_options(reduce_counts(counts)[0], centring_factor(space_group))
 
+    def why_composition_not_honoured(self, composition: Composition, space_group: int) -> str | None:
+        """Why a cell of ``composition`` in ``space_group`` (a constraint's, or a structure built to one) is
+        not what was asked, or ``None``: element mode, exactly the element set; exact cell, one of the
+        :meth:`cell_options` (the formula as the conventional cell or, in a centred group, as the primitive
+        one); otherwise the formula's ratio."""
+        if self.elements is not None:
+            if {element.symbol for element in composition.elements} != set(self.elements):
+                return f"the request asked for the elements {'-'.join(self.elements)}"
+            return None
+        if self.exact_cell:
+            cells = self.cell_options(centring=centring_factor(space_group))
+            if not any(composition == Composition(cell) for cell in cells):
+                return (f"the request asked for exactly the cell {self.formula} "
+                        "(conventional, or primitive of a centred group)")
+            return None
+        if composition.reduced_composition != Composition(self.counts).reduced_composition:
+            return f"the request asked for the ratio of {self.formula}"
+        return None
+
+    def why_not_honoured_by(self, constraint: Constraint) -> str | None:
+        """Why G's ``constraint`` does not honour the request, or ``None``: its cell's
+        :meth:`why_composition_not_honoured`, another space group than a fixed one, or (unless the cell is
+        exact) more than ``max_atoms`` atoms per primitive cell."""
+        problem = self.why_composition_not_honoured(Composition(constraint.counts), constraint.space_group)
+        if problem is not None:
+            return problem
+        if self.space_group is not None and constraint.space_group != self.space_group:
+            return f"the request fixed space group {self.space_group}"
+        if not self.exact_cell and constraint.primitive_atoms > self.max_atoms:
+            return f"the request allows at most {self.max_atoms} atoms per primitive cell"
+        return None
+
     @property
     def composition_text(self) -> str:
         """The formula, or the element set joined by ``-``."""
@@ -324,6 +357,10 @@ class Constraint(_Record):
         (written with the constraint; derived, so ignored when read)."""
         return sum(self.counts.values()) // centring_factor(self.space_group)
 
+    def is_cell_of(self, composition: Composition) -> bool:
+        """Whether ``composition`` (a structure's) is exactly this conventional cell's content."""
+        return composition == Composition(self.counts)
+
     @property
     def wyckoff_text(self) -> str:
         """Sites as in constraints.csv: ``Sc[2c] Ni[6h]``."""
@@ -385,9 +422,7 @@ class GeneratedCrystal(_Record):
     @property
     def composition_matches(self) -> bool:
         """Whether the structure has exactly the constraint's cell composition."""
-        from pymatgen.core import Composition
-
-        return Composition(self.formula) == Composition(self.constraint.counts)
+        return self.constraint.is_cell_of(Composition(self.formula))
 
     def space_group_matches(self, symprec: float = 0.1) -> bool:
         """Whether spglib found the constrained space group at this tolerance."""

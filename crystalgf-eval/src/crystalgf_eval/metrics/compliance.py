@@ -19,15 +19,11 @@ SYMPRECS = (0.1, 0.01, 0.001)
 
 
 def composition_complies(request: GenerationRequest | None, constraint: Constraint, composition: Composition) -> bool:
-    """Formula mode: the requested ratio (or exact cell); element mode: the requested element set;
-    without a request: the constraint's cell formula."""
+    """The request's rule (:meth:`~crystalgf.schema.GenerationRequest.why_composition_not_honoured`) for a
+    structure built to ``constraint`` in its space group; without a request: exactly the constraint's cell."""
     if request is None:
-        return composition == Composition(constraint.counts)
-    if request.elements is not None:
-        return {el.symbol for el in composition.elements} == set(request.elements)
-    if request.exact_cell:
-        return composition == Composition(request.counts)
-    return composition.reduced_composition == Composition(request.counts).reduced_composition
+        return constraint.is_cell_of(composition)
+    return request.why_composition_not_honoured(composition, constraint.space_group) is None
 
 
 class Compliance(Evaluator):
@@ -49,7 +45,7 @@ class Compliance(Evaluator):
             constraint = record.constraint
             result: dict[str, Any] = {
                 "composition": composition_complies(record.request, constraint, structure.composition),
-                "exact_cell": structure.composition == Composition(constraint.counts),
+                "exact_cell": constraint.is_cell_of(structure.composition),
             }
             for symprec in SYMPRECS:
                 result[f"space_group@{symprec}"] = detect_space_group(structure, symprec) == constraint.space_group
