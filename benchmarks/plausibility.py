@@ -109,7 +109,7 @@ def benchmark(registry, test: Path, name: str, options: dict[str, Any], label: s
               "note": note, "rows": [row]}
     r = row
     lines = [f"# Plausibility of H's structures with true constraints: {test.parent.name}/{test.name}", "",
-             f"{report['date']}, {report['hardware']}, seed {seed}, {len(pairs)} of {len(entries)} test rows; "
+             f"{report['date']}, {report['hardware']}, seed {seed}, {len(pairs)} of {len(entries)} test rows; " +
              (f"G {g}'s first constraint for the formula and band gap ({row['g_failed']} requests unanswered), " if g
               else "true constraints, ") + f"H {name} {settings}" + (f", weights {', '.join(report['weights'])}" if weights else "") +
              (f". {note}" if note else ""), "",
