@@ -111,6 +111,18 @@ def check_readable(text: str, structure_format: str, structure: Structure) -> No
                                            f"back as {found.composition.formula.replace(' ', '')}")
 
 
+def clear_own_files(directory: Path, names: tuple[str, ...]) -> None:
+    """Remove an earlier run's files (``names``, files or folders) from ``directory``, and nothing else of a
+    user's there; create ``directory`` if needed."""
+    for name in names:
+        path = directory / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+
+
 def safe_name(text: str) -> str:
     """A file-name-safe version of an id."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._") or "item"
@@ -136,13 +148,7 @@ class RunOutput:
         if keep is not None and (directory / MANIFEST_FILE).is_file():
             self._continue(*keep)
             return
-        for name in OWN_FILES:  # an earlier run's files only
-            path = directory / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-        directory.mkdir(parents=True, exist_ok=True)
+        clear_own_files(directory, OWN_FILES)
         if structure_format == "cif":
             (directory / "structures").mkdir()
         self.results_path.touch()

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shlex
-import shutil
 import sys
 import time
 import warnings
@@ -41,7 +40,7 @@ from crystalgf.config import load_run_config, parse_options
 from crystalgf.datasets import StructureTable
 from crystalgf.errors import InvalidInputError, UnknownPluginError
 from crystalgf.manifest import new_manifest, now, write_json
-from crystalgf.output import safe_name
+from crystalgf.output import clear_own_files, safe_name
 from crystalgf.pipeline import StructureJob, jobs_for_constraints, propose_constraints
 from crystalgf.plugins import PluginRegistry
 from crystalgf.progress import progress_bar
@@ -400,7 +399,7 @@ def rank(formula: str | None, elements: str | None, band_gap: str | None, format
 
     # From here on, files are written.
     if previous is None:
-        _remove_own_files(output)
+        clear_own_files(output, OWN_FILES)
         (output / "structures" / "unrelaxed").mkdir(parents=True, exist_ok=True)
         (output / "structures" / "relaxed").mkdir(parents=True, exist_ok=True)
         instances = [x for x in (generator, structure_generator, the_relaxer, *the_predictors.values()) if x is not None]
@@ -480,16 +479,6 @@ def _previous_run(output: Path, overwrite: bool, resume: bool, settings: dict[st
         raise InvalidInputError(f"{output} was ranked with other settings ({difference}); use the same "
                                 f"settings to --resume, or another directory")
     return manifest
-
-
-def _remove_own_files(output: Path) -> None:
-    for name in OWN_FILES:  # an earlier rank run's files only
-        path = output / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    output.mkdir(parents=True, exist_ok=True)
 
 
 def _run(output: Path, jobs: Sequence[StructureJob], constraints: Sequence[Constraint], structure_generator: Any,
