@@ -11,7 +11,6 @@ frequent stoichiometry patterns that are charge balanced.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from functools import cached_property, lru_cache
 from itertools import islice, permutations
@@ -19,11 +18,12 @@ from pathlib import Path
 
 from pymatgen.core import Composition
 
-from crystalgf.errors import InvalidInputError, MissingWeightsError, NoWyckoffAssignmentError, check_number
+from crystalgf.errors import InvalidInputError, NoWyckoffAssignmentError, check_number
 from crystalgf.formula import format_formula, parse_formula, reduce_counts, stoichiometry_pattern
 from crystalgf.interfaces import CandidateProposer
 from crystalgf.schema import Constraint, GenerationRequest
 from crystalgf.symmetry import WyckoffSite, centring_factor, realizes_space_group, space_group_symbol
+from crystalgf.weights import locate, places_to_look
 
 from crystalgf_baselines.prior_table import PriorTable
 from crystalgf_baselines.reference_structures import PACKAGED_REFERENCES, ReferenceStructure, ReferenceStructures
@@ -68,17 +68,14 @@ class PriorGenerator(CandidateProposer):
             check_number(f"G {self.name}", option, value, 0)
             if value > 1:
                 raise InvalidInputError(f"G {self.name}: {option} must be <= 1 (got {value!r})")
-        candidates = [Path(p) for p in (table, os.environ.get(TABLE_ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_TABLE]
-        self.table_path = candidates[0]
-        if not self.table_path.is_file():
-            raise MissingWeightsError(
-                "G prior", [self.table_path],
-                f"pass --g-option table=PATH or set {TABLE_ENVIRONMENT_VARIABLE}; re-create the table with "
-                "python crystalgf-baselines/scripts/fit_prior.py --data constraints.csv",
-            )
+        self.table_path = locate(
+            f"G {self.name}", places_to_look(table, TABLE_ENVIRONMENT_VARIABLE, [PACKAGED_TABLE]),
+            f"pass --g-option table=PATH or set {TABLE_ENVIRONMENT_VARIABLE}; re-create the table with "
+            "python crystalgf-baselines/scripts/fit_prior.py --data constraints.csv",
+        )
         self.prior = PriorTable.load(self.table_path)
-        self.patterns_path = next((Path(p) for p in (patterns, os.environ.get(PATTERNS_ENVIRONMENT_VARIABLE)) if p),
-                                  packaged_patterns_file())
+        # an input file like any other: a missing one is reported when it is read
+        self.patterns_path = places_to_look(patterns, PATTERNS_ENVIRONMENT_VARIABLE, [packaged_patterns_file()])[0]
         self.wyckoff_model = WyckoffModel(self.prior.known_crystals(), read_pattern_counts(self.patterns_path),
                                           self.prior.wyckoff_weights or DEFAULT_WEIGHTS)
         self.references = ReferenceStructures.load()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -11,11 +10,12 @@ import numpy as np
 import torch
 from pymatgen.core import Structure
 
-from crystalgf.errors import InvalidInputError, MissingWeightsError, check_device, check_number
+from crystalgf.errors import InvalidInputError, check_device, check_number
 from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 from crystalgf.symmetry.detect import detect_space_group
 from crystalgf.validity import structure_plausible
+from crystalgf.weights import locate, places_to_look
 from crystalgf_diffusion.batch import to_device
 from crystalgf_diffusion.cleanup import STEPS as CLEANUP_STEPS
 from crystalgf_diffusion.cleanup import relieve
@@ -60,14 +60,13 @@ class DiffusionGenerator(StructureGenerator):
     def __init__(self, checkpoint: str | None = None, steps: int | None = None, guidance: float = 1.0,
                  noise: float | None = None, batch_size: int = 256, retries: int = 2, device: str = "auto",
                  cleanup: bool = True, steer_from: float = 1.0):
-        candidates = [Path(p) for p in (checkpoint, os.environ.get(ENVIRONMENT_VARIABLE)) if p] or [PACKAGED_CHECKPOINT]
-        self.checkpoint = shipped_checkpoint(candidates[0])
-        if not (self.checkpoint / WEIGHTS_FILE).is_file() or not (self.checkpoint / CONFIG_FILE).is_file():
-            raise MissingWeightsError(
-                f"H {self.name}", [self.checkpoint],
-                f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
-                "train one with crystalgf train h",
-            )
+        self.checkpoint = locate(
+            f"H {self.name}",
+            [shipped_checkpoint(p) for p in places_to_look(checkpoint, ENVIRONMENT_VARIABLE, [PACKAGED_CHECKPOINT])],
+            f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
+            "train one with crystalgf train h",
+            holding=(WEIGHTS_FILE, CONFIG_FILE),
+        )
         noise, steps = sampling_settings(read_config(self.checkpoint), noise, steps)
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
                                               ("steps", steps, 1, True), ("batch_size", batch_size, 1, True),

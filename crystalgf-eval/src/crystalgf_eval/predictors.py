@@ -27,6 +27,7 @@ from pymatgen.core import Structure
 
 from crystalgf.errors import InvalidInputError, MissingWeightsError
 from crystalgf.interfaces import PropertyPredictor
+from crystalgf.weights import locate, places_to_look
 
 ENVIRONMENT_VARIABLE = "CRYSTALGF_MATGL_MODELS"
 MATGL_CACHE = Path.home() / ".cache" / "matgl"
@@ -39,16 +40,13 @@ class MatglPredictor(PropertyPredictor):
     model_name: ClassVar[str]
 
     def __init__(self, model_dir: str | None = None):
-        named = [Path(p) / self.model_name for p in (model_dir, os.environ.get(ENVIRONMENT_VARIABLE)) if p]
-        candidates = named[:1] or [PACKAGED_MODELS / self.model_name, MATGL_CACHE / self.model_name]
-        found = [path for path in candidates if (path / "model.pt").is_file()]
-        if not found:
-            raise MissingWeightsError(
-                f"predictor {self.name}", candidates,
-                f"put matgl's {self.model_name} folder there, or pass --option {self.name}.model_dir=DIR / set "
-                f"{ENVIRONMENT_VARIABLE} to the folder that holds it",
-            )
-        self.path = found[0]
+        folders = places_to_look(model_dir, ENVIRONMENT_VARIABLE, [PACKAGED_MODELS, MATGL_CACHE])
+        self.path = locate(
+            f"predictor {self.name}", [folder / self.model_name for folder in folders],
+            f"put matgl's {self.model_name} folder there, or pass --option {self.name}.model_dir=DIR / set "
+            f"{ENVIRONMENT_VARIABLE} to the folder that holds it",
+            holding=("model.pt",),
+        )
 
     def weights_files(self) -> list[Path]:
         return sorted(self.path.glob("*.pt"))

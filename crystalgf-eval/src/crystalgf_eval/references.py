@@ -19,7 +19,8 @@ from pathlib import Path
 from pymatgen.core import Composition
 from pymatgen.entries.computed_entries import ComputedEntry
 
-from crystalgf.errors import InvalidInputError, MissingWeightsError
+from crystalgf import weights
+from crystalgf.errors import InvalidInputError
 
 FILE_NAME = "2023-02-07-mp-elemental-reference-entries.json.gz"
 URL = f"https://raw.githubusercontent.com/janosh/matbench-discovery/main/data/mp/{FILE_NAME}"
@@ -36,13 +37,8 @@ def _sha256(path: Path) -> str:
 def locate(path: str | Path | None = None) -> Path:
     """The reference file: ``path``, else ``$CRYSTALGF_ELEMENTAL_REFERENCES`` (either must exist), else
     the downloaded copy in the user cache, else the copy packaged with crystalgf-eval."""
-    named = [Path(p) for p in (path, os.environ.get(ENVIRONMENT_VARIABLE)) if p]
-    candidates = named[:1] or [CACHE, PACKAGED]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise MissingWeightsError(
-        "elemental references", candidates,
+    return weights.locate(
+        "elemental references", weights.places_to_look(path, ENVIRONMENT_VARIABLE, [CACHE, PACKAGED]),
         f"download them with python -m crystalgf_eval.references (to {CACHE}) or point "
         f"{ENVIRONMENT_VARIABLE} at {FILE_NAME}",
     )

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, PositiveInt, ValidationError
 from pydantic.dataclasses import dataclass
 
-from crystalgf.errors import InvalidInputError, MissingWeightsError
+from crystalgf.errors import InvalidInputError
+from crystalgf.weights import locate
 
 SETTINGS_FILE = "crystalgf_g.json"
 PACKAGED_ADAPTERS = Path(__file__).parent / "adapters"
@@ -73,8 +74,6 @@ class AdapterSettings:
 
 def locate_adapter(adapter: str, plugin: str) -> Path:
     """A packaged adapter by name, or an adapter directory."""
-    for folder in (PACKAGED_ADAPTERS / adapter, Path(adapter)):
-        if (folder / SETTINGS_FILE).is_file() and (folder / "adapter_config.json").is_file():
-            return folder
-    raise MissingWeightsError(f"G {plugin}", [PACKAGED_ADAPTERS / adapter, adapter],
-                              "pass --g-option adapter=DIR (made by `crystalgf train g`) or adapter=none")
+    return locate(f"G {plugin}", [PACKAGED_ADAPTERS / adapter, Path(adapter)],
+                  "pass --g-option adapter=DIR (made by `crystalgf train g`) or adapter=none",
+                  holding=(SETTINGS_FILE, "adapter_config.json"))

