@@ -24,6 +24,15 @@ def test_discovery_finds_every_installed_package():
     assert {"evaluate", "export-vasp"} <= set(registry.commands) and "h" in registry.train_commands
 
 
+def test_the_installed_registry_is_discovered_once_and_registries_built_apart_stay_apart():
+    installed = PluginRegistry.installed()
+    assert PluginRegistry.installed() is installed
+    assert PluginRegistry.discover() is not installed
+    own = types.SimpleNamespace(crystalgf_add_constraint_generators=hookimpl(lambda: [_Named]))
+    assert PluginRegistry([("own", own, "pkg-own", "1")]).names("g") == ["prior"]
+    assert PluginRegistry.installed() is installed and installed.get("g", "prior").package == "crystalgf-baselines"
+
+
 def test_unknown_names_list_the_known_ones():
     with pytest.raises(UnknownPluginError, match="unknown constraint generator .G. 'llm-nope'; known: .*prior"):
         PluginRegistry.discover().get("g", "llm-nope")

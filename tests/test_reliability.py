@@ -210,16 +210,22 @@ def install_plugins(root: Path, modules: dict[str, str]) -> None:
         (root / f"{name}.py").write_text(textwrap.dedent(source))
 
 
+def _rediscover() -> None:
+    """Make the next use of the process's registry (and so the CLI's) discover the plugins again."""
+    PluginRegistry.installed.cache_clear()
+    cli._registry.cache_clear()
+
+
 @pytest.fixture
 def test_plugins(tmp_path, monkeypatch):
-    """The plugins above, installed for this process (the CLI's registry rebuilt) and for subprocesses."""
+    """The plugins above, installed for this process (its registry rebuilt) and for subprocesses."""
     root = tmp_path / "plugins"
     install_plugins(root, {"crystalgf_test_flaky": PLUGIN_MODULE})
     monkeypatch.syspath_prepend(str(root))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
-    cli._registry.cache_clear()
+    _rediscover()
     yield root
-    cli._registry.cache_clear()
+    _rediscover()
     sys.modules.pop("crystalgf_test_flaky", None)
 
 
@@ -271,7 +277,7 @@ def test_a_hook_module_that_exits_at_import_is_reported_and_the_rest_works(tmp_p
     assert {b.source: b.error for b in registry.broken} == {"crystalgf_test_exits": "SystemExit: bye",
                                                            "crystalgf_test_hook_exits": "SystemExit: 3"}
     assert "prior" in registry.names("g")
-    cli._registry.cache_clear()
+    _rediscover()
     try:
         listing = invoke("plugins")
         assert listing.exit_code == 0 and "prior" in listing.stdout
@@ -279,7 +285,7 @@ def test_a_hook_module_that_exits_at_import_is_reported_and_the_rest_works(tmp_p
             in listing.stderr
         assert invoke("run", "--g", "prior", "--h", "pyxtal", "--formula", "NaCl", "-o", tmp_path / "o").exit_code == 0
     finally:
-        cli._registry.cache_clear()
+        _rediscover()
         sys.modules.pop("crystalgf_test_hook_exits", None)
 
 

@@ -118,8 +118,8 @@ def train() -> None:
 
 @lru_cache(maxsize=1)
 def _registry() -> PluginRegistry:
-    """The plugin registry, discovered once per process; load failures are warned about once."""
-    registry = PluginRegistry.discover()
+    """The process's plugin registry (:meth:`PluginRegistry.installed`), its load failures warned about once."""
+    registry = PluginRegistry.installed()
     for broken in registry.broken:
         stderr.print(f"warning: plugin {broken.source!r} ({broken.package}) failed to load: {broken.error}",
                      highlight=False)

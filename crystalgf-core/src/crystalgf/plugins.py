@@ -1,5 +1,6 @@
 """Plugin discovery (entry-point group ``crystalgf``) and the registry of named plugins.
 
+Code that needs the installed plugins uses :meth:`PluginRegistry.installed`: one registry per process.
 A plugin that fails to import, or whose hook fails, is recorded in :attr:`PluginRegistry.broken`
 with its name and error; the others still load. That includes a module that calls ``sys.exit`` when
 imported: a plugin cannot end the command that loads it.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -125,7 +127,7 @@ class PluginRegistry:
 
     @classmethod
     def discover(cls) -> PluginRegistry:
-        """Load every plugin announced in the ``crystalgf`` entry-point group."""
+        """Load every plugin announced in the ``crystalgf`` entry-point group into a new registry."""
         loaded: list[tuple[str, object, str, str]] = []
         broken: list[BrokenPlugin] = []
         for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
@@ -138,6 +140,13 @@ class PluginRegistry:
         registry = cls(loaded)
         registry.broken[:0] = broken
         return registry
+
+    @classmethod
+    @cache
+    def installed(cls) -> PluginRegistry:
+        """The registry of the installed plugins, discovered on the first call and shared by the whole process
+        (``PluginRegistry.installed.cache_clear()`` makes the next call discover again)."""
+        return cls.discover()
 
     def _collect(self, kind: PluginKind, packages: dict[str, tuple[str, str]]) -> None:
         hook = getattr(self._manager.hook, kind.hook)

@@ -71,7 +71,7 @@ def evaluate(input_path: Path, reference: Path | None, reference_limit: int | No
     if vasp_dir is not None:
         reference_energies = {el: e.energy_per_atom for el, e in load_elemental_references(references_file).items()}
     check_output_directory(output, overwrite)
-    registry = PluginRegistry.discover()
+    registry = PluginRegistry.installed()
     header = {"input": str(input_path), "reference": str(reference) if reference else None, "date": now()}
     if input_path.suffix == ".jsonl":
         if reference is None:

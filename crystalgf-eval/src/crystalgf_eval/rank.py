@@ -368,7 +368,7 @@ def rank(formula: str | None, elements: str | None, band_gap: str | None, format
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     click.get_current_context().call_on_close(lambda: torch.set_num_threads(before))  # a caller's setting stays
-    registry = PluginRegistry.discover()
+    registry = PluginRegistry.installed()
     known_predictors = set(registry.names("predictor"))
     for name in chosen.values():
         if name not in known_predictors:

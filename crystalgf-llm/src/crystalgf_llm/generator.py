@@ -85,7 +85,7 @@ class LLMConstraintGenerator(ConstraintGenerator):
         self.index = NeighbourIndex.load(self.adapter_dir / self.settings.index_file) \
             if self.adapter_dir and self.settings.neighbours else None
         self.candidates = candidates or self.settings.candidates
-        proposer = PluginRegistry.discover().get("g", self.candidates).cls
+        proposer = PluginRegistry.installed().get("g", self.candidates).cls
         if not issubclass(proposer, CandidateProposer):
             raise InvalidInputError(f"G {self.name}: candidates={self.candidates!r} is no candidate proposer "
                                     "(a G implementing crystalgf.interfaces.CandidateProposer, e.g. forest or prior)")

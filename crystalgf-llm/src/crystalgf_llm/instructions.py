@@ -48,7 +48,7 @@ def read_labelled(path: Path, dataset: str = "crystalgf-constraints", split: str
     structures in which it finds none are left out)."""
     if split not in SPLITS:
         raise InvalidInputError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
-    read = PluginRegistry.discover().create("dataset", dataset).read(path)
+    read = PluginRegistry.installed().create("dataset", dataset).read(path)
     crystals = []
     for entry in read.entries:
         constraint = entry_constraint(entry, symprec)
