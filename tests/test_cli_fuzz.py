@@ -17,7 +17,7 @@ import torch
 from click.testing import CliRunner
 
 from crystalgf.cli import main
-from crystalgf_diffusion.generator import PACKAGED_CHECKPOINT
+from crystalgf_diffusion.checkpoint import PACKAGED_CHECKPOINT
 
 CONSTRAINT = '{"id": "%s", "formula": "Na4Cl4", "space_group": 225, "wyckoff": [["Na", "4a"], ["Cl", "4b"]]}\n'
 GP = ["--g", "prior", "--h", "pyxtal"]

@@ -11,7 +11,7 @@ from pymatgen.analysis.structure_matcher import StructureMatcher
 from pymatgen.core import Composition
 
 from crystalgf.datasets import ConstraintTable, StructureTable
-from crystalgf_diffusion.checkpoint import load_checkpoint, save_checkpoint
+from crystalgf_diffusion.checkpoint import PACKAGED_CHECKPOINT, load_checkpoint, save_checkpoint
 from crystalgf_diffusion.data import collate, decode, encode_constraint, encode_structure
 from crystalgf_diffusion.diffusion import prepare, sample, training_loss
 from crystalgf_diffusion.lattice import FAMILIES, constrain_k, k_to_lattice, lattice_to_k
@@ -375,3 +375,13 @@ def test_train_checks_every_input_before_writing(data_dir, tmp_path):
                                        "--validation", str(tmp_path / "val.csv"), "-o", str(tmp_path / "ckpt")])
     assert result.exit_code == 2 and result.stderr.startswith("error: ") and "missing column(s) cif" in result.stderr
     assert not (tmp_path / "ckpt").exists()
+
+
+def test_a_model_loads_from_a_checkpoint_in_one_line(tmp_path):
+    from crystalgf.errors import MissingWeightsError
+
+    model = Denoiser.from_checkpoint("perov5-small")
+    assert not model.training and model.config.layers >= 1
+    assert Denoiser.from_checkpoint().config == Denoiser.from_checkpoint(PACKAGED_CHECKPOINT).config  # general-small
+    with pytest.raises(MissingWeightsError, match="model.pt"):
+        Denoiser.from_checkpoint(tmp_path)

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from crystalgf import cli
 from crystalgf.cli import main
 from crystalgf.plugins import PluginRegistry
-from crystalgf_diffusion.generator import PACKAGED_CHECKPOINT
+from crystalgf_diffusion.checkpoint import PACKAGED_CHECKPOINT
 
 
 def invoke(*args):

@@ -19,10 +19,32 @@ import torch
 
 from crystalgf.errors import InvalidInputError, describe_exception
 from crystalgf.manifest import write_json
+from crystalgf.weights import locate, places_to_look
 from crystalgf_diffusion.model import Denoiser, DenoiserConfig
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.pt"
+SHIPPED = Path(__file__).parent / "weights"
+"""The checkpoints shipped with the package, by name (``general-small``, ``perov5-small``, ...)."""
+PACKAGED_CHECKPOINT = SHIPPED / "general-small"
+ENVIRONMENT_VARIABLE = "CRYSTALGF_DIFFUSION_CHECKPOINT"
+
+
+def checkpoint_directory(checkpoint: str | Path | None = None, what: str = "H diffusion") -> Path:
+    """The checkpoint folder to load: ``checkpoint`` (a folder, or the name of a shipped checkpoint), else
+    ``$CRYSTALGF_DIFFUSION_CHECKPOINT``, else ``general-small``; a one-line MissingWeightsError where the
+    folder lacks its weights or config."""
+    return locate(
+        what, [shipped_checkpoint(p) for p in places_to_look(checkpoint, ENVIRONMENT_VARIABLE, [PACKAGED_CHECKPOINT])],
+        f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
+        "train one with crystalgf train h",
+        holding=(WEIGHTS_FILE, CONFIG_FILE),
+    )
+
+
+def shipped_checkpoint(path: Path) -> Path:
+    """``path``, or the shipped checkpoint of that name (e.g. ``mp20-sample-small``) where no such folder exists."""
+    return SHIPPED / path.name if not path.exists() and len(path.parts) == 1 and (SHIPPED / path.name).is_dir() else path
 
 
 def save_checkpoint(directory: Path, model: Denoiser, record: dict[str, Any]) -> None:

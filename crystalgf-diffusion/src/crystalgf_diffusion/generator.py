@@ -15,24 +15,16 @@ from crystalgf.interfaces import StructureGenerator
 from crystalgf.schema import Constraint
 from crystalgf.symmetry.detect import detect_space_group
 from crystalgf.validity import structure_plausible
-from crystalgf.weights import locate, places_to_look
 from crystalgf_diffusion.batch import to_device
 from crystalgf_diffusion.cleanup import STEPS as CLEANUP_STEPS
 from crystalgf_diffusion.cleanup import relieve
-from crystalgf_diffusion.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_checkpoint, read_config, sampling_settings
+from crystalgf_diffusion.checkpoint import WEIGHTS_FILE, checkpoint_directory, read_config, sampling_settings
 from crystalgf_diffusion.data import collate, decode, encode_constraint
 from crystalgf_diffusion.diffusion import prepare, sample
+from crystalgf_diffusion.model import Denoiser
 
-SHIPPED = Path(__file__).parent / "weights"
-PACKAGED_CHECKPOINT = SHIPPED / "general-small"
-ENVIRONMENT_VARIABLE = "CRYSTALGF_DIFFUSION_CHECKPOINT"
 STEER_STEPS = 1
 """Gauss-Newton steps of the clean-up per sampling step while steering (the final clean-up takes up to 8)."""
-
-
-def shipped_checkpoint(path: Path) -> Path:
-    """``path``, or the shipped checkpoint of that name (e.g. ``mp20-sample-small``) where no such folder exists."""
-    return SHIPPED / path.name if not path.exists() and len(path.parts) == 1 and (SHIPPED / path.name).is_dir() else path
 
 
 class DiffusionGenerator(StructureGenerator):
@@ -60,13 +52,7 @@ class DiffusionGenerator(StructureGenerator):
     def __init__(self, checkpoint: str | None = None, steps: int | None = None, guidance: float = 1.0,
                  noise: float | None = None, batch_size: int = 256, retries: int = 2, device: str = "auto",
                  cleanup: bool = True, steer_from: float = 1.0):
-        self.checkpoint = locate(
-            f"H {self.name}",
-            [shipped_checkpoint(p) for p in places_to_look(checkpoint, ENVIRONMENT_VARIABLE, [PACKAGED_CHECKPOINT])],
-            f"pass --h-option checkpoint=DIR (with {WEIGHTS_FILE} and {CONFIG_FILE}) or set {ENVIRONMENT_VARIABLE}; "
-            "train one with crystalgf train h",
-            holding=(WEIGHTS_FILE, CONFIG_FILE),
-        )
+        self.checkpoint = checkpoint_directory(checkpoint, f"H {self.name}")
         noise, steps = sampling_settings(read_config(self.checkpoint), noise, steps)
         for name, value, minimum, integer in (("noise", noise, 0, False), ("guidance", guidance, 0, False),
                                               ("steps", steps, 1, True), ("batch_size", batch_size, 1, True),
@@ -85,7 +71,7 @@ class DiffusionGenerator(StructureGenerator):
 
     @cached_property
     def _model(self):
-        return load_checkpoint(self.checkpoint, self.device)[0]
+        return Denoiser.from_checkpoint(self.checkpoint, self.device)
 
     def weights_files(self) -> list[Path]:
         return [self.checkpoint / WEIGHTS_FILE]

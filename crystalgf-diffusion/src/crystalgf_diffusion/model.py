@@ -4,6 +4,7 @@ multi-head cross-attention (the method's Eq. B2-B4 on DiffCSP++'s network)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import torch
@@ -115,6 +116,15 @@ class Layer(nn.Module):
 
 class Denoiser(nn.Module):
     """Predicts the lattice noise (B, 6) and the fractional-coordinate score of every atom (A, 3)."""
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, device: str = "cpu") -> Denoiser:
+        """The checked network of a checkpoint folder or shipped checkpoint name, in eval mode, in one line:
+        ``Denoiser.from_checkpoint("perov5-small")`` (default ``general-small``; see
+        :func:`crystalgf_diffusion.checkpoint.checkpoint_directory`)."""
+        from crystalgf_diffusion.checkpoint import checkpoint_directory, load_checkpoint
+
+        return load_checkpoint(checkpoint_directory(checkpoint, "diffusion checkpoint"), device)[0]
 
     def __init__(self, config: DenoiserConfig):
         super().__init__()
