@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -31,7 +30,7 @@ from crystalgf.errors import CrystalGFError, GenerationError, InvalidInputError
 from crystalgf.inputs import read_constraints, read_requests
 from crystalgf.manifest import new_manifest, now, sha256_file, write_json
 from crystalgf.output import (FORMATS, MANIFEST_FILE, OWN_FILES, RESULTS_FILE, RunOutput, check_output_directory,
-                              read_manifest, read_results)
+                              read_manifest, read_results, remove_own_files)
 from crystalgf.pipeline import GenerationSummary, StructureJob, build_structures, jobs_for_constraints, propose_constraints
 from crystalgf.progress import progress_bar
 from crystalgf.plugins import KINDS, PluginRegistry, RegisteredPlugin
@@ -437,12 +436,7 @@ def _count_lines(path: Path) -> int:
 
 def _remove_output(directory: Path, created: bool) -> None:
     """Remove what a run wrote into ``directory`` (the directory too where the run created it)."""
-    for name in OWN_FILES:
-        path = directory / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+    remove_own_files(directory, OWN_FILES)
     if created and directory.is_dir() and not any(directory.iterdir()):
         directory.rmdir()
 

@@ -111,16 +111,14 @@ def check_readable(text: str, structure_format: str, structure: Structure) -> No
                                            f"back as {found.composition.formula.replace(' ', '')}")
 
 
-def clear_own_files(directory: Path, names: tuple[str, ...]) -> None:
-    """Remove an earlier run's files (``names``, files or folders) from ``directory``, and nothing else of a
-    user's there; create ``directory`` if needed."""
+def remove_own_files(directory: Path, names: tuple[str, ...]) -> None:
+    """Remove a run's files (``names``, files or folders) from ``directory``, and nothing else of a user's there."""
     for name in names:
         path = directory / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
 
 
 def safe_name(text: str) -> str:
@@ -148,7 +146,8 @@ class RunOutput:
         if keep is not None and (directory / MANIFEST_FILE).is_file():
             self._continue(*keep)
             return
-        clear_own_files(directory, OWN_FILES)
+        remove_own_files(directory, OWN_FILES)  # an earlier run's
+        directory.mkdir(parents=True, exist_ok=True)
         if structure_format == "cif":
             (directory / "structures").mkdir()
         self.results_path.touch()

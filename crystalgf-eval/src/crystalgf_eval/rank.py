@@ -40,7 +40,7 @@ from crystalgf.config import load_run_config, parse_options
 from crystalgf.datasets import StructureTable
 from crystalgf.errors import InvalidInputError, UnknownPluginError
 from crystalgf.manifest import new_manifest, now, write_json
-from crystalgf.output import clear_own_files, safe_name
+from crystalgf.output import remove_own_files, safe_name
 from crystalgf.pipeline import StructureJob, jobs_for_constraints, propose_constraints
 from crystalgf.plugins import PluginRegistry
 from crystalgf.progress import progress_bar
@@ -399,7 +399,8 @@ def rank(formula: str | None, elements: str | None, band_gap: str | None, format
 
     # From here on, files are written.
     if previous is None:
-        clear_own_files(output, OWN_FILES)
+        remove_own_files(output, OWN_FILES)  # an earlier rank run's
+        output.mkdir(parents=True, exist_ok=True)
         (output / "structures" / "unrelaxed").mkdir(parents=True, exist_ok=True)
         (output / "structures" / "relaxed").mkdir(parents=True, exist_ok=True)
         instances = [x for x in (generator, structure_generator, the_relaxer, *the_predictors.values()) if x is not None]
