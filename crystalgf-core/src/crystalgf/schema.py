@@ -267,8 +267,8 @@ class GenerationRequest(_Record):
                 return f"the request asked for the elements {'-'.join(self.elements)}"
             return None
         if self.exact_cell:
-            cells = self.cell_options(centring=centring_factor(space_group))
-            if not any(composition == Composition(cell) for cell in cells):
+            counts = {element.symbol: round(amount) for element, amount in composition.items()}
+            if composition != Composition(counts) or not self.allows_cell(counts, space_group):
                 return (f"the request asked for exactly the cell {self.formula} "
                         "(conventional, or primitive of a centred group)")
             return None
